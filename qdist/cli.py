@@ -1,0 +1,131 @@
+"""Command line: parse, load config, call one library function, print.
+
+``qdist run JOB.yaml [--out DIR] [--address RAY_ADDRESS] [--tracking-uri URI] [--json]``
+``qdist validate JOB.yaml`` prints the resolved config without computing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from qdist.errors import QdistError
+from qdist.events import Event, PhaseStarted, RunStarted, TileCompleted
+
+__all__ = ["main"]
+
+
+class _Progress:
+    """A tqdm bar of tiles on stderr, and one line per phase."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.entries = 0
+
+    def __call__(self, event: Event) -> None:
+        if not self.enabled:
+            return
+        if isinstance(event, PhaseStarted) and event.phase != "tiles":
+            self.close()
+            print(f"qdist: {event.phase}...", file=sys.stderr, flush=True)
+        elif isinstance(event, RunStarted):
+            from tqdm import tqdm
+
+            done = event.tiles_total - event.tiles_missing
+            print(f"qdist: store {event.store}: {event.tiles_total} tiles, {done} already done, "
+                  f"{event.workers} worker(s)", file=sys.stderr, flush=True)
+            self.bar = tqdm(total=event.tiles_missing, unit="tile", desc="tiles",
+                            file=sys.stderr, dynamic_ncols=True)
+        elif isinstance(event, TileCompleted) and self.bar is not None:
+            self.entries += event.entries
+            self.bar.update(1)
+            if event.elapsed:
+                self.bar.set_postfix(entries_per_s=f"{self.entries / event.elapsed:.3g}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _summary(result: Any) -> str:
+    m = result.metrics
+    db = result.tracking_uri
+    ui = (f"mlflow ui --backend-store-uri {db}" if db.startswith("sqlite:")
+          else f"open {db} in a browser")
+    rows = [
+        f"qdist run {result.run_id}: {result.n_train} train / {result.n_test} test samples, "
+        f"{result.tiles_computed} of {result.tiles_total} tiles computed in this run "
+        f"({result.seconds:.1f} s)",
+        "",
+        f"  {'model':<28}{'accuracy':>10}{'bal. acc.':>11}{'ROC AUC':>9}",
+        f"  {'quantum kernel SVC':<28}{m['test_accuracy']:>10.3f}"
+        f"{m['test_balanced_accuracy']:>11.3f}{m['test_roc_auc']:>9.3f}",
+        f"  {'classical RBF SVC (baseline)':<28}{m['rbf_test_accuracy']:>10.3f}"
+        f"{m['rbf_test_balanced_accuracy']:>11.3f}{m['rbf_test_roc_auc']:>9.3f}",
+        "",
+        f"  kernel: off-diagonal mean {m['kernel_offdiag_mean']:.3f}, variance "
+        f"{m['kernel_offdiag_var']:.2e}, target alignment {m['kernel_target_alignment']:.3f}"
+        + ("  [CONCENTRATED]" if m.get("kernel_concentrated") else ""),
+        f"  store:      {result.store}",
+        f"  MLflow run: {result.mlflow_run_id} at {result.tracking_uri}",
+        f"  model:      {result.model_uri}",
+        f"  MLflow UI:  {ui}",
+    ]
+    return "\n".join(rows)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qdist", description="Tiled quantum-kernel jobs on Ray.")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a job file (resumes on the same --out)")
+    run.add_argument("job", help="job file (YAML)")
+    run.add_argument("--out", help="output folder (default: output.dir of the job file)")
+    run.add_argument("--address", help="Ray address of an existing cluster (default: embedded)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --out)")
+    run.add_argument("--json", action="store_true",
+                     help="print the result as one JSON object on the last line of stdout")
+    val = sub.add_parser("validate", help="check a job file and print the resolved config")
+    val.add_argument("job")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # MLflow's INFO chatter (table creation, pickling notes) hides the summary
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+    try:
+        if args.command == "validate":
+            from qdist.config import load_config
+
+            print(json.dumps(load_config(args.job).to_dict(), indent=2))
+            return 0
+        from qdist.api import run_job
+
+        progress = _Progress(enabled=sys.stderr.isatty() or bool(os.environ.get("QDIST_PROGRESS")))
+        try:
+            result = run_job(args.job, out=args.out, address=args.address,
+                             tracking_uri=args.tracking_uri, callbacks=[progress])
+        finally:
+            progress.close()
+        if args.json:
+            print(json.dumps(result.summary()))
+        else:
+            print(_summary(result))
+        return 0
+    except QdistError as exc:
+        print(f"qdist: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""Job configuration: frozen, validated spec dataclasses and the layered loader.
+
+Layers, later wins: dataclass defaults -> job YAML -> ``QDIST_`` environment variables
+(``QDIST_FEATURE_MAP__QUBITS=8``: section and field joined by a double underscore, the value
+parsed as YAML) -> explicit overrides (CLI flags). Unknown keys and wrong types are errors that
+name the field, the value found and the fix. Secrets never live here: they are read from the
+environment by the adapter that needs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from qdist.errors import ConfigError
+
+__all__ = [
+    "SyntheticSpec",
+    "DataSpec",
+    "PreprocessSpec",
+    "FeatureMapSpec",
+    "BackendSpec",
+    "TilingSpec",
+    "TrainingSpec",
+    "OutputSpec",
+    "TrackingSpec",
+    "RunConfig",
+    "load_config",
+    "config_from_dict",
+]
+
+_ENV_PREFIX = "QDIST_"
+
+
+def _fail(path: str, expected: str, value: object, fix: str) -> ConfigError:
+    return ConfigError(
+        f"The job-file field '{path}' must be {expected}; got {value!r}. {fix}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticSpec:
+    """A synthetic multi-omics cohort (see :func:`qdist.data.synthetic.make_cohort`)."""
+
+    n_samples: int = 240
+    """Number of patients."""
+    blocks: dict[str, int] = field(
+        default_factory=lambda: {"expression": 200, "methylation": 120, "proteins": 40, "clinical": 6}
+    )
+    """Omics block name -> number of features in that block."""
+    n_latent: int = 4
+    """Shared latent factors that drive every block and the phenotype."""
+    noise: float = 1.0
+    """Standard deviation of the per-feature noise."""
+    class_balance: float = 0.5
+    """Fraction of samples with phenotype 1."""
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 4:
+            raise _fail("data.synthetic.n_samples", "an integer >= 4", self.n_samples,
+                        "Ask for more samples.")
+        if not self.blocks or any(w < 1 for w in self.blocks.values()):
+            raise _fail("data.synthetic.blocks", "a non-empty mapping of block name to width >= 1",
+                        self.blocks, "Give every omics block at least one feature.")
+        if self.n_latent < 1:
+            raise _fail("data.synthetic.n_latent", "an integer >= 1", self.n_latent,
+                        "Use at least one latent factor.")
+        if not 0.0 <= self.noise < math.inf:
+            raise _fail("data.synthetic.noise", "a finite float >= 0", self.noise,
+                        "Use e.g. 1.0.")
+        if not 0.05 <= self.class_balance <= 0.95:
+            raise _fail("data.synthetic.class_balance", "a float in [0.05, 0.95]",
+                        self.class_balance, "Use e.g. 0.5.")
+
+
+@dataclass(frozen=True, slots=True)
+class DataSpec:
+    """Where the cohort comes from."""
+
+    source: Literal["synthetic", "table"] = "synthetic"
+    """``synthetic`` generates a cohort; ``table`` reads ``path`` (CSV, TSV or Parquet)."""
+    path: str | None = None
+    """The table to read when ``source`` is ``table``; relative paths are relative to the job file."""
+    id_column: str = "sample_id"
+    """Column holding the sample identifier; it is replaced by a pseudonymous id on input."""
+    label_column: str = "label"
+    """Column holding the binary phenotype."""
+    feature_columns: tuple[str, ...] | None = None
+    """Feature columns to use; default: every column but the id and label columns."""
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    """Parameters of the synthetic cohort."""
+
+    def __post_init__(self) -> None:
+        if self.source == "table" and not self.path:
+            raise _fail("data.path", "a CSV, TSV or Parquet file when data.source is 'table'",
+                        self.path, "Set data.path, or use data.source: synthetic.")
+
+
+@dataclass(frozen=True, slots=True)
+class PreprocessSpec:
+    """Turning raw features into circuit parameters (fitted on the training split only)."""
+
+    standardize: bool = True
+    """Centre and scale every feature to unit variance before reduction."""
+    reduction: Literal["pca", "none"] = "pca"
+    """``pca`` reduces to ``feature_map.qubits`` components; ``none`` needs exactly that many features."""
+    angle_range: float = math.pi
+    """Features are min-max scaled to ``[0, angle_range]`` on the training split."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.angle_range <= 4 * math.pi:
+            raise _fail("preprocess.angle_range", "a float in (0, 4*pi]", self.angle_range,
+                        "Use pi (the default).")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureMapSpec:
+    """The quantum feature map ``U(x)`` (Qiskit's ZZ, Z and Pauli maps)."""
+
+    kind: Literal["zz", "z", "pauli"] = "zz"
+    """Which Qiskit feature map: ``zz_feature_map``, ``z_feature_map`` or ``pauli_feature_map``."""
+    qubits: int = 6
+    """Number of qubits, which is also the number of circuit parameters per sample."""
+    reps: int = 2
+    """Repetitions of the encoding layer."""
+    entanglement: Literal["linear", "full", "circular", "reverse_linear", "pairwise", "sca"] = "linear"
+    """Entangling pattern of the two-qubit terms (ignored by ``z``)."""
+    paulis: tuple[str, ...] = ("Z", "ZZ")
+    """Pauli strings of the ``pauli`` map."""
+    alpha: float = 2.0
+    """Rotation prefactor of the ``zz``/``pauli`` maps."""
+    bandwidth: float = 1.0
+    """Input scaling factor c in (0, inf): circuit parameters are ``c * angle``.
+    Values below 1 counter exponential kernel concentration (Shaydulin & Wild)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.qubits <= 30:
+            raise _fail("feature_map.qubits", "an integer in [1, 30] for statevector backends",
+                        self.qubits, "Lower the qubit count.")
+        if self.reps < 1:
+            raise _fail("feature_map.reps", "an integer >= 1", self.reps, "Use e.g. 2.")
+        if not 0.0 < self.bandwidth < math.inf:
+            raise _fail("feature_map.bandwidth", "a finite float > 0", self.bandwidth,
+                        "Use 1.0 for no scaling, or a value in (0, 1] to widen the kernel.")
+        if not math.isfinite(self.alpha):
+            raise _fail("feature_map.alpha", "a finite float", self.alpha, "Use 2.0.")
+        bad = [p for p in self.paulis if not p or set(p) - set("IXYZ")]
+        if self.kind == "pauli" and (not self.paulis or bad):
+            raise _fail("feature_map.paulis", "a non-empty list of strings over I, X, Y, Z",
+                        list(self.paulis), "Use e.g. [Z, ZZ].")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """What computes the per-sample states."""
+
+    kind: Literal["statevector", "aer"] = "statevector"
+    """``statevector``: qiskit.quantum_info per sample; ``aer``: Aer statevector with parameter binding."""
+    device: Literal["CPU", "GPU"] = "CPU"
+    """Aer device (``GPU`` needs qiskit-aer-gpu)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TilingSpec:
+    """How the Gram matrix is cut and who computes it."""
+
+    size: int = 64
+    """Tile edge in samples: tiles are ``size x size`` (edge tiles smaller); chunk shape = tile shape."""
+    workers: int | None = None
+    """Ray tile workers; default: one per CPU the cluster offers."""
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise _fail("tiles.size", "an integer >= 1", self.size, "Use e.g. 64.")
+        if self.workers is not None and self.workers < 1:
+            raise _fail("tiles.workers", "an integer >= 1 or null", self.workers,
+                        "Leave it out to use every CPU.")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSpec:
+    """Split, model selection and evaluation."""
+
+    test_fraction: float = 0.25
+    """Fraction of samples held out (stratified) for evaluation."""
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+    """SVC regularisation values tried by cross-validation."""
+    cv_folds: int = 5
+    """Stratified folds for choosing C."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise _fail("training.test_fraction", "a float in (0, 1)", self.test_fraction,
+                        "Use e.g. 0.25.")
+        if not self.c_grid or any(not 0.0 < c < math.inf for c in self.c_grid):
+            raise _fail("training.c_grid", "a non-empty list of floats in (0, inf)",
+                        list(self.c_grid), "Use e.g. [0.1, 1, 10].")
+        if self.cv_folds < 2:
+            raise _fail("training.cv_folds", "an integer >= 2", self.cv_folds, "Use e.g. 5.")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """Where the run's files go."""
+
+    dir: str = "runs/qdist"
+    """Output folder: the Zarr store (``store.zarr``) and, by default, the MLflow store."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingSpec:
+    """MLflow tracking."""
+
+    uri: str | None = None
+    """Tracking URI; default ``sqlite:///<output.dir>/mlflow.db``."""
+    experiment: str = "qdist"
+    """MLflow experiment name."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """A whole job: every field of the job file, resolved and validated."""
+
+    name: str = "qdist"
+    """Job name (used in the MLflow run name)."""
+    seed: int = 0
+    """Run seed: the split, the synthetic cohort and per-tile seeds all derive from it."""
+    data: DataSpec = field(default_factory=DataSpec)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    feature_map: FeatureMapSpec = field(default_factory=FeatureMapSpec)
+    backend: BackendSpec = field(default_factory=BackendSpec)
+    tiles: TilingSpec = field(default_factory=TilingSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists for tuples), loadable by :func:`config_from_dict`."""
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; validates every field."""
+        return config_from_dict(data)
+
+    def flat(self) -> dict[str, str]:
+        """Every field as a dotted key -> string value (MLflow params)."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and not (prefix.endswith("blocks")):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = str(value)
+
+        walk("", self.to_dict())
+        return out
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against type hint ``tp`` and convert it; raise ConfigError naming ``path``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _convert(rest[0], value, path)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise _fail(path, "one of " + ", ".join(repr(c) for c in choices), value,
+                        f"Pick one of {list(choices)}.")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise _fail(path, "a mapping (a YAML section)", value, "Write it as 'key: value' lines.")
+        return _build(tp, value, path)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise _fail(path, "a list", value, "Write it as [a, b, ...].")
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        return tuple(_convert(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise _fail(path, "a mapping", value, "Write it as 'name: value' lines.")
+        return {_convert(key_tp, k, f"{path}.{k}"): _convert(val_tp, v, f"{path}.{k}")
+                for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(path, "true or false", value, "Write true or false.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(path, "an integer", value, "Write a whole number without quotes.")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, "a number", value, "Write a number without quotes.")
+        if not math.isfinite(value):
+            raise _fail(path, "a finite number", value, "Write a finite number.")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _fail(path, "a string", value, "Quote it if YAML read it as something else.")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a programming error
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        where = f"section '{prefix}'" if prefix else "the top level"
+        raise ConfigError(
+            f"Unknown job-file key(s) {unknown} in {where}. Known keys: {sorted(names)}. "
+            "Fix the spelling or remove the key."
+        )
+    kwargs = {k: _convert(hints[k], v, f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """Build and validate a :class:`RunConfig` from plain data (a parsed job file)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"A job file must be a YAML mapping of sections; got {type(data).__name__}. "
+            "Start it with e.g. 'name: my-job'."
+        )
+    result: RunConfig = _build(RunConfig, data, "")
+    return result
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"Cannot set '{dotted}': '{part}' is not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``QDIST_SECTION__FIELD=value`` variables as dotted overrides (values parsed as YAML)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(_ENV_PREFIX) or "__" not in key:
+            continue
+        dotted = key[len(_ENV_PREFIX):].lower().replace("__", ".")
+        out[dotted] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunConfig:
+    """Load a job file (or a mapping) with environment and explicit overrides applied.
+
+    ``overrides`` maps dotted field names (``"output.dir"``) to values and wins over the
+    environment, which wins over the file. Relative ``data.path`` values are resolved against
+    the job file's folder.
+    """
+    base_dir: Path | None = None
+    if isinstance(source, Mapping):
+        tree: Any = _to_plain(dict(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"Job file {str(path)!r} does not exist. Check the path.")
+        base_dir = path.resolve().parent
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"Job file {str(path)!r} is not valid YAML: {exc}. Fix the syntax at that line."
+            ) from exc
+        if not isinstance(tree, dict):
+            raise ConfigError(
+                f"Job file {str(path)!r} must be a YAML mapping of sections; got "
+                f"{type(tree).__name__}. Start it with e.g. 'name: my-job'."
+            )
+    for dotted, value in {**env_overrides(environ), **(overrides or {})}.items():
+        _set_dotted(tree, dotted, value)
+    data = tree.get("data")
+    if base_dir is not None and isinstance(data, dict) and isinstance(data.get("path"), str):
+        p = Path(data["path"])
+        if not p.is_absolute():
+            data["path"] = str(base_dir / p)
+    return config_from_dict(tree)

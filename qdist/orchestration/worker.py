@@ -1,0 +1,75 @@
+"""The tile worker: built once per actor, it opens the store and streams tiles.
+
+A worker keeps the states of the last few blocks it used (its current row block stays resident
+while column blocks stream past), so a row block's states are computed once per worker, not once
+per tile. Everything it needs arrives as picklable config; the backend is built inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from qdist.backends import make_backend
+from qdist.config import BackendSpec
+from qdist.kernel.feature_maps import circuit_from_qpy
+from qdist.kernel.tiles import fidelity_tile
+from qdist.planning.plan import Tile
+from qdist.storage import GramStore
+
+__all__ = ["TileWorker"]
+
+_CACHED_BLOCKS = 3
+
+
+class TileWorker:
+    """Computes tiles of one store with one backend."""
+
+    def __init__(self, store_location: str, backend: dict[str, Any]) -> None:
+        self.store = GramStore.open(store_location, mode="r+")
+        circuit = circuit_from_qpy(self.store.read("feature_map_qpy"))
+        self.backend = make_backend(BackendSpec(**backend), circuit)
+        self.x = {"k_train": self.store.read("x_train"), "k_test": self.store.read("x_test")}
+        self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.states_computed = 0
+
+    def _states(self, side: str, block: int, bounds: tuple[int, int]) -> np.ndarray:
+        key = (side, block)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        states = self.backend.states(self.x[side][bounds[0]:bounds[1]])
+        self.states_computed += states.shape[0]
+        self._cache[key] = states
+        while len(self._cache) > _CACHED_BLOCKS:
+            self._cache.popitem(last=False)
+        return states
+
+    def compute(self, tile_dict: dict[str, Any]) -> dict[str, Any]:
+        """Compute one tile, write its chunk, return a small result record."""
+        tile = Tile.from_dict(tile_dict)
+        start = time.perf_counter()
+        rows = self._states(tile.matrix, tile.row_block, tile.rows)
+        if tile.diagonal:
+            values = fidelity_tile(rows)
+        else:
+            cols = self._states("k_train", tile.col_block, tile.cols)
+            values = fidelity_tile(rows, cols)
+        self.store.write_tile(tile, values)
+        return {"key": tile.key, "entries": int(values.size),
+                "seconds": time.perf_counter() - start, "node": _node_id(), "pid": os.getpid()}
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # outside Ray (in-process use) there is no node
+        pass
+    return "local"

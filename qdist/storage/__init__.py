@@ -1,0 +1,5 @@
+"""Zarr storage: the only package that writes Zarr."""
+
+from qdist.storage.gram_store import DATA_ARRAYS, GramStore
+
+__all__ = ["GramStore", "DATA_ARRAYS"]
