@@ -23,7 +23,7 @@ from qdist.data.cohort import Cohort
 from qdist.errors import DataError
 from qdist.events import Callback, PhaseStarted, RunFinished, RunStarted, emit
 from qdist.kernel.diagnostics import kernel_diagnostics
-from qdist.kernel.feature_maps import build_feature_map, circuit_to_qpy
+from qdist.kernel.feature_maps import build_feature_map, circuit_fingerprint, circuit_to_qpy
 from qdist.planning import Plan, make_plan
 
 __all__ = ["RunResult", "Prepared", "prepare", "run_job"]
@@ -133,7 +133,7 @@ def prepare(config: RunConfig) -> Prepared:
     kernel_cfg = json.dumps({"feature_map": config.to_dict()["feature_map"],
                              "backend": config.to_dict()["backend"],
                              "tile_size": config.tiles.size, "seed": config.seed}, sort_keys=True)
-    fingerprint = _sha(data_fp.encode(), qpy.tobytes(), kernel_cfg.encode())
+    fingerprint = _sha(data_fp.encode(), circuit_fingerprint(circuit).encode(), kernel_cfg.encode())
     return Prepared(config, cohort, pre, idx_train, idx_test, x_train, x_test,
                     pre.features(cohort.features[idx_train]), pre.features(cohort.features[idx_test]),
                     qpy, plan, fingerprint, data_fp)
@@ -192,7 +192,10 @@ def run_job(
     missing = store.missing(prep.plan)
 
     uri = config.tracking.uri or default_tracking_uri(out_dir)
-    tracker = MlflowTracker(uri, config.tracking.experiment, out_dir / "mlartifacts")
+    # a local SQLite store keeps artifacts beside it; a server decides where its artifacts go
+    local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    tracker = MlflowTracker(uri, config.tracking.experiment,
+                            out_dir / "mlartifacts" if local else None)
     run_id = prep.fingerprint[:12]
     mlflow_run_id = tracker.start(f"{config.name}-{run_id}", config.flat(),
                                   {"qdist.run_id": run_id, "qdist.store": store_location})
@@ -268,7 +271,11 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
         spec = spectrum_plot(eig, t / "kernel_spectrum.png", "Eigen-spectrum of K(train, train)")
         tracker.log_artifacts([("plots", heat), ("plots", spec)],
                               {"job.yaml": job_text, "store_uri.txt": store.location + "\n"})
-    model_uri = tracker.log_model(qk_model, _pip_requirements())
+    import pandas as pd
+
+    schema_rows = pd.DataFrame(prep.cohort.features[prep.idx_train[:2]],
+                               columns=list(prep.cohort.feature_names))
+    model_uri = tracker.log_model(qk_model, _pip_requirements(), schema_rows)
     return {"metrics": metrics, "model_uri": model_uri}
 
 

@@ -7,16 +7,17 @@ so the stored ``x_train`` binds to the stored circuit with nothing else to know.
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
-from qiskit import qpy
+from qiskit import qasm3, qpy
 from qiskit.circuit import QuantumCircuit
 from qiskit.circuit.library import pauli_feature_map, z_feature_map, zz_feature_map
 
 from qdist.config import FeatureMapSpec
 
-__all__ = ["build_feature_map", "circuit_to_qpy", "circuit_from_qpy"]
+__all__ = ["build_feature_map", "circuit_to_qpy", "circuit_from_qpy", "circuit_fingerprint"]
 
 
 def build_feature_map(spec: FeatureMapSpec) -> QuantumCircuit:
@@ -45,3 +46,12 @@ def circuit_from_qpy(data: np.ndarray | bytes) -> QuantumCircuit:
     raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     circuits = qpy.load(io.BytesIO(raw))
     return circuits[0]
+
+
+def circuit_fingerprint(circuit: QuantumCircuit) -> str:
+    """SHA-256 of the circuit's OpenQASM 3 text.
+
+    QPY bytes are not used: they embed the random UUIDs of the circuit's parameters, so the same
+    feature map built twice would get two fingerprints.
+    """
+    return hashlib.sha256(qasm3.dumps(circuit).encode()).hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,21 @@ class MlflowTracker:
                 p.write_text(text)
                 mlflow.log_artifact(str(p))
 
-    def log_model(self, model: Any, pip_requirements: list[str]) -> str:
-        """Log the pyfunc ``model`` with qdist's own code alongside, so it loads anywhere."""
-        import qdist
+    def log_model(self, model: Any, pip_requirements: list[str], schema_rows: Any) -> str:
+        """Log the pyfunc ``model`` with qdist's own code alongside, so it loads anywhere.
 
-        info = mlflow.pyfunc.log_model(name="model", python_model=model,
-                                       pip_requirements=pip_requirements,
-                                       code_paths=[str(Path(qdist.__file__).parent)])
+        ``schema_rows`` (a few input rows) only shape the signature; no data is logged.
+        """
+        import qdist
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(schema_rows, model.predict(None, schema_rows))
+        with warnings.catch_warnings():
+            # MLflow nags for an input example; logging one would copy patient rows into it
+            warnings.simplefilter("ignore", UserWarning)
+            info = mlflow.pyfunc.log_model(name="model", python_model=model,
+                                           pip_requirements=pip_requirements, signature=signature,
+                                           code_paths=[str(Path(qdist.__file__).parent)])
         return str(info.model_uri)
 
     def end(self, status: str = "FINISHED") -> None:
