@@ -1,14 +1,15 @@
 """Read the tiles lazily with Dask, mirror the upper triangle, check the kernel invariants.
 
 ``k_train`` holds only its upper-triangle tiles (the rest is NaN fill). With ``U`` the stored
-array, the full matrix is ``triu(U) + triu(U, 1)^T``: every entry comes from exactly one written
-chunk. Checks, before anything trains on it: every planned tile present, no NaN, unit diagonal,
+array, ``K[i, j] = U[i, j]`` for ``i <= j`` and ``U[j, i]`` otherwise: every entry comes from
+exactly one written chunk. Checks, before anything trains on it: every planned tile present, no NaN, unit diagonal,
 diagonal tiles symmetric, all values in [0, 1]; the first violation is named by tile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -22,10 +23,16 @@ __all__ = ["AssembledKernels", "gram_arrays", "assemble", "check_kernels"]
 _TOL = 1e-8
 
 
+def _mirror_block(u: np.ndarray, u_t: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """Block (i, j) of the mirrored matrix: the written tile (i, j) when i <= j, else (j, i)^T."""
+    i, j = block_info[0]["chunk-location"]
+    return u if i <= j else u_t
+
+
 def gram_arrays(store: GramStore) -> tuple[da.Array, da.Array]:
     """Lazy, mirrored ``K(train, train)`` and lazy ``K(test, train)`` of ``store``."""
     upper = da.from_zarr(store.array("k_train"), inline_array=True)
-    k_train = da.triu(upper) + da.triu(upper, 1).T
+    k_train = da.map_blocks(_mirror_block, upper, upper.T, dtype=upper.dtype)
     k_test = da.from_zarr(store.array("k_test"), inline_array=True)
     return k_train, k_test
 
