@@ -163,24 +163,41 @@ class FeatureMapSpec:
 class BackendSpec:
     """What computes the per-sample states."""
 
-    kind: Literal["statevector", "aer"] = "statevector"
-    """``statevector``: qiskit.quantum_info per sample; ``aer``: Aer statevector with parameter binding."""
+    kind: Literal["batched", "statevector", "aer"] = "batched"
+    """``batched``: qdist's engine, a block of samples at once (NumPy; CuPy on GPU);
+    ``statevector``: qiskit.quantum_info per sample; ``aer``: Aer statevector with parameter binding."""
     device: Literal["CPU", "GPU"] = "CPU"
-    """Aer device (``GPU`` needs qiskit-aer-gpu)."""
+    """``GPU``: the batched engine on CuPy, or Aer with qiskit-aer-gpu."""
+    precision: Literal["double", "single"] = "double"
+    """Amplitudes and overlaps in complex128 (``double``) or complex64 (``single``: about twice
+    as fast; kernel entries then carry an absolute error of order 1e-6, see the README)."""
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per amplitude."""
+        return 16 if self.precision == "double" else 8
 
 
 @dataclass(frozen=True, slots=True)
 class TilingSpec:
     """How the Gram matrix is cut and who computes it."""
 
-    size: int = 64
-    """Tile edge in samples: tiles are ``size x size`` (edge tiles smaller); chunk shape = tile shape."""
+    size: int | None = None
+    """Tile edge in samples: tiles are ``size x size`` (edge tiles smaller); chunk shape = tile
+    shape. Default: chosen by the cost model from the sample count, qubits and worker memory."""
     workers: int | None = None
     """Ray tile workers; default: one per CPU the cluster offers."""
+    worker_memory_gb: float = 4.0
+    """Memory each tile worker may use for states, overlaps and tiles (GiB); the planner refuses
+    a tile size that does not fit and sizes the state cache to it."""
 
     def __post_init__(self) -> None:
-        if self.size < 1:
-            raise _fail("tiles.size", "an integer >= 1", self.size, "Use e.g. 64.")
+        if self.size is not None and self.size < 1:
+            raise _fail("tiles.size", "an integer >= 1 or null (automatic)", self.size,
+                        "Use e.g. 64, or leave it out.")
+        if not 0.0 < self.worker_memory_gb < math.inf:
+            raise _fail("tiles.worker_memory_gb", "a float > 0", self.worker_memory_gb,
+                        "Use e.g. 4.")
         if self.workers is not None and self.workers < 1:
             raise _fail("tiles.workers", "an integer >= 1 or null", self.workers,
                         "Leave it out to use every CPU.")

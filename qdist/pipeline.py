@@ -25,6 +25,7 @@ from qdist.events import Callback, PhaseStarted, RunFinished, RunStarted, emit
 from qdist.kernel.diagnostics import kernel_diagnostics
 from qdist.kernel.feature_maps import build_feature_map, circuit_fingerprint, circuit_to_qpy
 from qdist.planning import Plan, make_plan
+from qdist.planning.cost import WorkerMemory, cached_blocks, resolve_tile_size
 
 __all__ = ["RunResult", "Prepared", "prepare", "run_job"]
 
@@ -126,13 +127,16 @@ def prepare(config: RunConfig) -> Prepared:
     x_test = pre.transform(cohort.features[idx_test])
     circuit = build_feature_map(config.feature_map)
     qpy = circuit_to_qpy(circuit)
-    plan = make_plan(len(idx_train), len(idx_test), config.tiles.size, config.seed)
+    tiles = config.tiles
+    tile_size = resolve_tile_size(tiles.size, tiles.workers, tiles.worker_memory_gb, len(idx_train),
+                                  config.feature_map.qubits, config.backend.itemsize)
+    plan = make_plan(len(idx_train), len(idx_test), tile_size, config.seed)
     y = cohort.labels
     data_fp = _sha(x_train.tobytes(), x_test.tobytes(), y[idx_train].tobytes(),
                    y[idx_test].tobytes())
     kernel_cfg = json.dumps({"feature_map": config.to_dict()["feature_map"],
                              "backend": config.to_dict()["backend"],
-                             "tile_size": config.tiles.size, "seed": config.seed}, sort_keys=True)
+                             "tile_size": tile_size, "seed": config.seed}, sort_keys=True)
     fingerprint = _sha(data_fp.encode(), circuit_fingerprint(circuit).encode(), kernel_cfg.encode())
     return Prepared(config, cohort, pre, idx_train, idx_test, x_train, x_test,
                     pre.features(cohort.features[idx_train]), pre.features(cohort.features[idx_test]),
@@ -188,7 +192,7 @@ def run_job(
              "feature_map": {"name": config.feature_map.kind,
                              "num_qubits": config.feature_map.qubits},
              "provenance": {"backend": config.to_dict()["backend"], "seed": config.seed}}
-    store = GramStore.create(store_location, _store_arrays(prep), config.tiles.size, attrs)
+    store = GramStore.create(store_location, _store_arrays(prep), prep.plan.tile_size, attrs)
     missing = store.missing(prep.plan)
 
     uri = config.tracking.uri or default_tracking_uri(out_dir)
@@ -209,7 +213,12 @@ def run_job(
             emit(cbs, RunStarted(run_id, store_location, len(prep.plan.tiles), len(missing),
                                  workers))
             emit(cbs, PhaseStarted("tiles"))
-            stats = run_tiles(missing, store_location, config.backend, config.tiles.workers, cbs)
+            memory = WorkerMemory(int(config.tiles.worker_memory_gb * 1024**3),
+                                  config.backend.itemsize)
+            cache = cached_blocks(prep.plan.tile_size, config.feature_map.qubits, memory,
+                                  prep.plan.train_blocks + prep.plan.test_blocks)
+            stats = run_tiles(missing, store_location, config.backend,
+                              workers=config.tiles.workers, cache_blocks=cache, callbacks=cbs)
         finally:
             if started_ray:
                 import ray

@@ -30,11 +30,11 @@ def _run(tmp_path, job, tile_size=None, workers=None, name="s.zarr"):
     cfg = config_from_dict(job)
     prep = prepare(cfg)
     location = str(tmp_path / name)
-    store = GramStore.create(location, _store_arrays(prep), cfg.tiles.size,
+    store = GramStore.create(location, _store_arrays(prep), prep.plan.tile_size,
                              {"fingerprint": prep.fingerprint})
     events = []
-    stats = run_tiles(store.missing(prep.plan), location, cfg.backend, cfg.tiles.workers,
-                      [events.append])
+    stats = run_tiles(store.missing(prep.plan), location, cfg.backend, workers=cfg.tiles.workers,
+                      callbacks=[events.append])
     return prep, store, stats, events
 
 
@@ -53,7 +53,8 @@ def test_store_matches_oracle_on_stored_inputs(tmp_path, kind):
                                atol=1e-10, rtol=0)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tile_size=st.integers(3, 50), workers=st.integers(1, 2))
 def test_tile_size_and_workers_do_not_change_the_matrices(tmp_path_factory, tile_size, workers):
     tmp = tmp_path_factory.mktemp("prop")
@@ -67,12 +68,13 @@ def test_tile_size_and_workers_do_not_change_the_matrices(tmp_path_factory, tile
     np.testing.assert_allclose(b.k_test, a.k_test, atol=1e-13, rtol=0)
 
 
-def test_aer_backend_on_ray_matches_statevector(tmp_path):
+@pytest.mark.parametrize("kind", ["aer", "statevector"])
+def test_backends_on_ray_agree_with_batched(tmp_path, kind):
     job = small_job(tmp_path)
-    _, sv_store, _, _ = _run(tmp_path, job, name="sv.zarr")
-    prep, aer_store, _, _ = _run(tmp_path, {**job, "backend": {"kind": "aer"}}, name="aer.zarr")
-    np.testing.assert_allclose(assemble(aer_store, prep.plan).k_train,
-                               assemble(sv_store, prep.plan).k_train, atol=1e-10)
+    _, ref_store, _, _ = _run(tmp_path, job, name="batched.zarr")
+    prep, store, _, _ = _run(tmp_path, {**job, "backend": {"kind": kind}}, name=f"{kind}.zarr")
+    np.testing.assert_allclose(assemble(store, prep.plan).k_train,
+                               assemble(ref_store, prep.plan).k_train, atol=1e-10)
 
 
 def test_failing_tile_names_the_tile(tmp_path):
@@ -80,11 +82,11 @@ def test_failing_tile_names_the_tile(tmp_path):
     cfg = config_from_dict(job)
     prep = prepare(cfg)
     location = str(tmp_path / "s.zarr")
-    GramStore.create(location, _store_arrays(prep), cfg.tiles.size, {"fingerprint": "x"})
-    bad_plan = make_plan(prep.plan.n_train + 5, prep.plan.n_test, cfg.tiles.size, 0)
+    GramStore.create(location, _store_arrays(prep), prep.plan.tile_size, {"fingerprint": "x"})
+    bad_plan = make_plan(prep.plan.n_train + 5, prep.plan.n_test, prep.plan.tile_size, 0)
     last = [t for t in bad_plan.tiles if t.matrix == "k_train"][-1]  # rows beyond the data
     with pytest.raises(TileError, match=last.key.replace(".", r"\.")):
-        run_tiles([last], location, cfg.backend, 1)
+        run_tiles([last], location, cfg.backend, workers=1)
 
 
 def test_prepare_is_deterministic(tmp_path):

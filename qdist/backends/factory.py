@@ -13,6 +13,19 @@ __all__ = ["make_backend"]
 
 def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
     """Build the backend ``spec`` names for ``circuit``."""
+    if spec.kind == "batched":
+        import numpy as np
+
+        from qdist.backends.batched import BatchedBackend
+
+        dtype = np.complex128 if spec.precision == "double" else np.complex64
+        return BatchedBackend(circuit, device=spec.device, dtype=dtype)
+    if spec.precision != "double":
+        raise BackendError(
+            f"backend.precision={spec.precision!r} is only available for backend.kind='batched'; "
+            f"{spec.kind!r} computes in double precision. Remove backend.precision or use "
+            "kind: batched."
+        )
     if spec.kind == "statevector":
         if spec.device != "CPU":
             raise BackendError(
@@ -26,4 +39,5 @@ def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
         from qdist.backends.aer import AerStatevectorBackend
 
         return AerStatevectorBackend(circuit, device=spec.device)
-    raise BackendError(f"Unknown backend.kind {spec.kind!r}; use 'statevector' or 'aer'.")
+    raise BackendError(f"Unknown backend.kind {spec.kind!r}; use 'batched', 'statevector' or "
+                       "'aer'.")

@@ -1,1 +1,4 @@
-"""Pure kernel maths: feature maps, tile formulas and diagnostics (numpy and qiskit.circuit only)."""
+"""Pure kernel maths: feature maps, the batched state engine, tile formulas and diagnostics.
+
+Only numpy, scipy's BLAS wrappers and ``qiskit.circuit`` are imported here.
+"""

@@ -1,50 +1,44 @@
 """Batched statevector engine: one feature-map circuit, a whole block of samples at once.
 
-The engine computes ``|phi(x_i)> = U(x_i)|0...0>`` for every row ``x_i`` of ``x`` (shape
-``(n, p)``, columns in ``circuit.parameters`` order) and returns an ``(n, 2**q)`` array in
-Qiskit's little-endian order (qubit ``k`` is bit ``k`` of the basis index). Every gate is applied
-to all samples of a chunk at once; the sample axis is the batch axis.
+:class:`BatchedEngine` computes ``|phi(x_i)> = U(x_i)|0...0>`` for every row ``x_i`` of ``x``
+(shape ``(n, p)``, columns in ``circuit.parameters`` order) and returns ``(n, 2**q)`` states in
+Qiskit's little-endian order (qubit ``k`` is bit ``k`` of the basis index). Every gate acts on
+all samples of a chunk at once: the sample axis is the batch axis.
 
-Compilation (once per circuit) lowers every instruction to one of three primitives:
+Compilation, once per circuit:
 
-- a diagonal term ``|b> -> exp(i * theta(x) * s(b_Q)) |b>`` on qubits ``Q`` (rz, p, u1, cp, crz,
-  rzz, u(0, phi, lam), the global phase, and any bound gate whose matrix is diagonal);
-- a basis permutation ``|b> -> |sigma(b_Q)>`` (x, cx, swap, ccx, ... any bound monomial matrix
-  ``M = P_sigma D``, whose phases ``D`` become a diagonal term);
-- a dense ``2**k x 2**k`` matrix, shared or one per sample (h, sx, rx, ry, u, r, ...).
+1. Lowering. Each instruction becomes primitives (:class:`~qdist.kernel.phase_poly.Primitive`):
+   a diagonal term ``exp(i theta(x) s(b_Q))`` (rz, p, u1, cp, crz, rzz, u(0, phi, lam), the
+   global phase, any bound gate with a diagonal matrix), a basis permutation (any bound monomial
+   matrix ``P_sigma D``: x, y, cx, cz, swap, ccx, ...), or a dense ``2**k x 2**k`` matrix, shared
+   or one per sample (h, sx, rx, ry, u, u2, r, any other bound gate). Other gates are replaced by
+   their ``definition``, recursively; measure, reset and opaque gates raise ``BackendError``.
+   Angles are compiled to vectorised functions (:mod:`qdist.kernel.angles`).
+2. Fusion. Runs of bound one-qubit gates on a qubit are multiplied out (H H vanishes).
+3. Scheduling by commutation: a primitive joins the first stage of its kind (phase block or
+   dense layer) after the last stage that touches its qubits. A phase block becomes ``P D``
+   (:class:`~qdist.kernel.phase_poly.PhaseBlock`); one-qubit gates in a dense layer are fused into
+   one ``2 x 2`` matrix per sample.
 
-Gates outside these rules are replaced by their ``definition``, recursively. The primitives are
-scheduled into stages by commutation (an op joins the first stage of its kind after the last
-stage that touches its qubits). A *phase-polynomial block* of diagonal terms and permutations
-``P_K D_K ... P_1 D_1`` is rewritten as ``P D`` with ``P = P_K ... P_1`` and
-``D = diag(exp(i * phi(b)))``, ``phi(b) = sum_g theta_g(x) * s_g(pi_g(b))`` where ``pi_g`` is the
-permutation accumulated before term ``g``. For a chunk of ``m`` samples this is one real matrix
-product ``phi = [theta | 1] @ [S ; c]`` (``(m, G+1) @ (G+1, 2**q)``), one complex exponential
-and at most one gather. Leading stages that act on single qubits only are applied to per-qubit
-vectors, and the state is materialised by outer products.
+Evaluation keeps a chunk of m samples as ``psi[b, i]`` (basis index first), so every gate works
+on contiguous runs of at least m amplitudes. Leading stages that act on single qubits are applied
+to per-qubit vectors and the state is materialised by outer products. A shared Hadamard costs
+three in-place additions (its ``1/sqrt 2`` goes into a scalar applied once at the end).
 
-Angles are ``ParameterExpression`` objects (products like ``2 (pi - x_0)(pi - x_1)`` included);
-each is compiled once from its text into a vectorised numpy function of the parameter columns
-and checked against Qiskit's own evaluation at random points before use.
+Memory: the output takes ``n * 2**q * itemsize`` bytes (:meth:`BatchedEngine.bytes_per_sample`:
+16 per amplitude for complex128, 8 for complex64). Chunks hold at most ``chunk_bytes`` of state
+(at least 16 samples) plus about three chunk-sized temporaries, and a phase block with
+characters of weight >= 3 keeps a ``2**q x H`` float64 table. Phases are always computed in
+float64, so complex64 differs from complex128 only by the rounding of the state updates (below
+1e-5 per amplitude for feature maps of practical depth).
 
-Memory: the output takes ``n * 2**q * itemsize`` bytes (16 for complex128, 8 for complex64; see
-:meth:`BatchedEngine.bytes_per_sample`). Work is done in sample chunks of at most
-``chunk_bytes`` of state, with about three chunk-sized temporaries, plus ``(G+1) * 2**q * 8``
-bytes per phase block for ``S``. Phases are always computed in float64, so complex64 output
-differs from complex128 only by the rounding of the dense-gate passes (below 1e-5 per amplitude
-for feature maps of practical depth).
-
-The engine is pure (numpy and ``qiskit.circuit`` only). Array work goes through the ``xp`` module
-(numpy by default); a numpy-compatible module such as CuPy can be passed instead.
+The module is pure (numpy and ``qiskit.circuit``). Array work goes through ``xp`` (numpy by
+default); any numpy-compatible module such as CuPy can be passed instead.
 """
 
 from __future__ import annotations
 
-import ast
-import logging
 import math
-import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -52,94 +46,23 @@ from typing import Any
 
 import numpy as np
 from qiskit.circuit import Gate, Parameter, ParameterExpression, QuantumCircuit
+from qiskit.circuit.exceptions import CircuitError
 
 from qdist.errors import BackendError, DataError
+from qdist.kernel.angles import compile_angle
+from qdist.kernel.phase_poly import PhaseBlock, Primitive
 
 __all__ = ["BatchedEngine", "ENGINE_BASIS"]
-
-log = logging.getLogger(__name__)
 
 #: A basis every circuit can be transpiled to before it reaches the engine.
 ENGINE_BASIS = ("h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p",
                 "u", "u1", "u2", "u3", "r", "cx", "cy", "cz", "cp", "crz", "rzz", "swap", "ccx")
 _IGNORED = {"barrier", "id", "delay"}
-_FUNCS = {"sin": "sin", "cos": "cos", "tan": "tan", "asin": "arcsin", "acos": "arccos",
-          "atan": "arctan", "exp": "exp", "log": "log", "abs": "abs", "sign": "sign",
-          "conj": "conj", "sqrt": "sqrt"}
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.Pow: operator.pow}
-_IMAG = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)i\b")
-Evaluator = Callable[[ModuleType, Any], Any]
-
-
-def _to_fn(node: ast.AST) -> Evaluator:
-    """A vectorised evaluator ``f(xp, cols)`` for one node of a parsed angle expression."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float, complex):
-        value = node.value
-        return lambda xp, cols: value
-    if isinstance(node, ast.Name) and re.fullmatch(r"qdist_arg_\d+", node.id):
-        k = int(node.id.rsplit("_", 1)[1])
-        return lambda xp, cols: cols[k]
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        fn, lhs, rhs = _BINOPS[type(node.op)], _to_fn(node.left), _to_fn(node.right)
-        return lambda xp, cols: fn(lhs(xp, cols), rhs(xp, cols))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        arg, sign = _to_fn(node.operand), -1 if isinstance(node.op, ast.USub) else 1
-        return lambda xp, cols: sign * arg(xp, cols)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in _FUNCS and len(node.args) == 1 and not node.keywords):
-        name, arg = _FUNCS[node.func.id], _to_fn(node.args[0])
-        return lambda xp, cols: getattr(xp, name)(arg(xp, cols))
-    raise ValueError(f"unsupported syntax {ast.dump(node)}")
-
-
-@dataclass(frozen=True)
-class _Angle:
-    """One gate angle ``theta(x)``: a constant, or a vectorised function of the columns of x."""
-
-    key: str
-    const: complex | None = None
-    fn: Evaluator | None = None
-
-    def values(self, xp: ModuleType, cols: Any) -> Any:
-        """``theta`` for every sample (float64 array of length m), or a scalar if constant."""
-        if self.const is not None:
-            return self.const.real
-        out = self.fn(xp, cols) if self.fn is not None else 0.0
-        if xp.iscomplexobj(out):
-            if float(xp.max(xp.abs(xp.imag(out)), initial=0.0)) > 1e-12:
-                raise BackendError(f"Gate angle {self.key} is complex for some samples; the "
-                                   "feature map must have real angles.")
-            out = xp.real(out)
-        return xp.broadcast_to(xp.asarray(out, dtype=xp.float64), (cols.shape[1],))
-
-
-def _compile_angle(value: Any, index: dict[Parameter, int]) -> _Angle:
-    """Compile one gate parameter; checked against ``bind_all`` at random points."""
-    if not isinstance(value, ParameterExpression) or not value.parameters:
-        return _Angle(key=repr(complex(value)), const=complex(value))
-    params = sorted(value.parameters, key=index.__getitem__)
-    try:
-        renamed = value.subs({p: Parameter(f"qdist_arg_{index[p]}") for p in params})
-        text = _IMAG.sub(r"\1j", str(renamed))
-        fn = _to_fn(ast.parse(text, mode="eval").body)
-        points = np.random.default_rng(7).uniform(-2.0, 2.0, (3, len(index))).T
-        got = np.broadcast_to(fn(np, points), (3,))
-        want = [complex(value.bind_all({p: float(points[index[p], j]) for p in params}))
-                for j in range(3)]
-        if not np.allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True):
-            raise ValueError(f"compiled {text!r} gives {got}, Qiskit gives {want}")
-    except (ValueError, SyntaxError, TypeError, ArithmeticError) as exc:
-        log.warning("Angle %s evaluated sample by sample (%s)", value, exc)
-        ordered = sorted(index, key=index.__getitem__)
-        return _Angle(key=str(value), fn=lambda xp, cols: xp.asarray([complex(
-            value.bind_all({p: float(cols[index[p], j]) for p in ordered}))
-            for j in range(cols.shape[1])]))
-    return _Angle(key=text, fn=fn)
 
 
 def _u(xp: ModuleType, t: Any, f: Any, lam: Any) -> Any:
+    """``U(t, f, lam) = [[c, -e^{i lam} s], [e^{i f} s, e^{i (f + lam)} c]]``, c, s of t/2."""
+    t, f, lam = (xp.asarray(v) for v in (t, f, lam))  # CuPy ufuncs want arrays, not floats
     c, s = xp.cos(t / 2), xp.sin(t / 2)
     return [[c, -xp.exp(1j * lam) * s], [xp.exp(1j * f) * s, xp.exp(1j * (f + lam)) * c]]
 
@@ -156,89 +79,78 @@ _DIAG_RULES: dict[str, tuple[float, ...]] = {
     "cu1": (0.0, 0.0, 0.0, 1.0), "crz": (0.0, -0.5, 0.0, 0.5), "rzz": (-0.5, 0.5, 0.5, -0.5)}
 
 
-@dataclass
-class _Op:
-    """A lowered primitive: 'diag' (angle * s), 'perm' (sigma) or 'dense' (matrix factors)."""
+def _from_matrix(mat: np.ndarray, qubits: tuple[int, ...]) -> list[Primitive]:
+    """Lower a bound matrix: monomial ``P_sigma D`` (diag + perm) when it is one, else dense."""
+    nz = np.abs(mat) > 1e-12
+    if not (nz.sum(axis=0) == 1).all() or not np.allclose(np.abs(mat[nz]), 1.0, atol=1e-12):
+        return [Primitive("dense", qubits, factors=[mat.astype(np.complex128)])]
+    sigma = nz.argmax(axis=0)
+    ops = [Primitive("diag", qubits, table=np.angle(mat[sigma, np.arange(len(sigma))]))]
+    if np.abs(ops[0].table).max() < 1e-15:
+        ops = []
+    if (sigma != np.arange(len(sigma))).any():
+        ops.append(Primitive("perm", qubits, table=sigma))
+    return ops
 
-    kind: str
-    qubits: tuple[int, ...]
-    angle: _Angle | None = None
-    table: np.ndarray | None = None
-    factors: list[tuple[str, list[_Angle]] | np.ndarray] = field(default_factory=list)
+
+def _bound_1q(op: Primitive) -> bool:
+    return (op.kind == "dense" and len(op.qubits) == 1 and len(op.factors) == 1
+            and isinstance(op.factors[0], np.ndarray))
 
 
 @dataclass
 class _Stage:
     kind: str
     qubits: set[int] = field(default_factory=set)
-    ops: list[_Op] = field(default_factory=list)
-    angles: list[_Angle] = field(default_factory=list)
-    matrix: Any = None
-    inverse: Any = None
-
-
-def _local(pi: np.ndarray, qubits: Sequence[int]) -> np.ndarray:
-    """Local index ``sum_j bit(pi, qubits[j]) << j`` of every basis index in ``pi``."""
-    out = np.zeros_like(pi)
-    for j, qk in enumerate(qubits):
-        out |= ((pi >> qk) & 1) << j
-    return out
-
-
-def _from_matrix(mat: np.ndarray, qubits: tuple[int, ...]) -> list[_Op]:
-    """Lower a bound gate's matrix: diagonal, monomial (perm + phases) or dense."""
-    nz = np.abs(mat) > 1e-12
-    if not (nz.sum(axis=0) == 1).all() or not np.allclose(np.abs(mat[nz]), 1.0, atol=1e-12):
-        return [_Op("dense", qubits, factors=[mat.astype(np.complex128)])]
-    sigma = nz.argmax(axis=0)
-    ops = [_Op("diag", qubits, table=np.angle(mat[sigma, np.arange(len(sigma))]))]
-    if (sigma != np.arange(len(sigma))).any():
-        ops.append(_Op("perm", qubits, table=sigma))
-    return ops
+    ops: list[Primitive] = field(default_factory=list)
+    block: PhaseBlock | None = None
 
 
 class BatchedEngine:
-    """States of a parameterised circuit for a whole block of samples; see the module docstring.
+    """States of a parameterised circuit for a whole block of samples (module docstring).
 
     Parameters
     ----------
     circuit : QuantumCircuit
-        The feature map ``U(x)``; unitary instructions only (no measure, reset or control flow).
+        The feature map ``U(x)``; unitary instructions only.
     dtype : numpy dtype
-        ``np.complex128`` (default) or ``np.complex64``.
+        ``np.complex128`` (default) or ``np.complex64`` for the states.
     xp : module, optional
-        A numpy-compatible array module (numpy if None).
+        A numpy-compatible array module; numpy if None.
     chunk_bytes : int
-        Largest state chunk processed at once (cache friendliness and bounded temporaries).
+        Largest state chunk evaluated at once (bounds temporaries, keeps passes in cache).
     parameters : sequence of Parameter, optional
-        Column order of ``x``; defaults to ``circuit.parameters``.
+        Column order of ``x``; ``circuit.parameters`` if None.
     """
 
     def __init__(self, circuit: QuantumCircuit, dtype: Any = np.complex128,
-                 xp: ModuleType | None = None, chunk_bytes: int = 1 << 21,
+                 xp: ModuleType | None = None, chunk_bytes: int = 1 << 23,
                  parameters: Sequence[Parameter] | None = None) -> None:
         self.xp = np if xp is None else xp
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.complex64, np.complex128):
             raise BackendError(f"dtype must be complex64 or complex128; got {self.dtype}.")
+        if circuit.num_qubits < 1:
+            raise BackendError("The batched engine needs a circuit with at least one qubit.")
         self.num_qubits = circuit.num_qubits
         params = list(circuit.parameters if parameters is None else parameters)
         self.num_parameters = len(params)
         self.chunk_bytes = chunk_bytes
         self._index = {p: k for k, p in enumerate(params)}
-        self._phase: list[_Angle] = []
-        ops: list[_Op] = []
+        self._phase: list[Primitive] = []
+        ops: list[Primitive] = []
         self._lower(circuit, list(range(circuit.num_qubits)), ops)
-        self._stages = self._schedule(ops)
+        self._stages = self._schedule(self._fuse(ops))
 
     @staticmethod
     def bytes_per_sample(num_qubits: int, dtype: Any = np.complex128) -> int:
-        """Bytes one output state takes: ``2**q * itemsize`` (16 for complex128)."""
+        """Bytes one output state takes: ``2**q * itemsize`` (16 per amplitude, complex128)."""
         return (1 << num_qubits) * np.dtype(dtype).itemsize
 
-    def _lower(self, circuit: QuantumCircuit, wires: list[int], ops: list[_Op]) -> None:
-        """Append the primitives of ``circuit`` (acting on ``wires``) to ``ops``."""
-        self._phase.append(_compile_angle(circuit.global_phase, self._index))
+    def _lower(self, circuit: QuantumCircuit, wires: list[int], ops: list[Primitive]) -> None:
+        """Append the primitives of ``circuit`` (its qubit j is ``wires[j]``) to ``ops``."""
+        phase = compile_angle(circuit.global_phase, self._index)
+        self._phase.append(Primitive("diag", (), phase, np.ones(1)))
         for inst in circuit.data:
             op, name = inst.operation, inst.operation.name
             qubits = tuple(wires[circuit.find_bit(q).index] for q in inst.qubits)
@@ -249,20 +161,21 @@ class BatchedEngine:
                     f"The batched engine cannot simulate instruction {name!r} on qubits "
                     f"{qubits}: a feature map must be unitary. Remove measurements, resets and "
                     "control flow from the circuit, or use backend.kind 'aer'.")
-            free = any(isinstance(v, ParameterExpression) and v.parameters for v in op.params)
-            if free and not set().union(*(getattr(v, "parameters", set()) for v in op.params)
-                                        ) <= self._index.keys():
-                raise BackendError(f"Gate {name!r} uses parameters that are not in the "
-                                   "parameter list of the engine.")
-            angles = [_compile_angle(v, self._index) for v in op.params] if free else []
-            if free and name in _DIAG_RULES:
-                ops.append(_Op("diag", qubits, angles[0], np.array(_DIAG_RULES[name])))
-            elif free and name in ("u", "u3") and angles[0].const == 0:
-                ops += [_Op("diag", qubits, a, np.array([0.0, 1.0])) for a in angles[1:]]
-            elif free and name in _DENSE_RULES:
-                ops.append(_Op("dense", qubits, factors=[(name, angles)]))
-            elif not free and op.num_qubits <= 3 and self._has_matrix(op):
-                ops += _from_matrix(np.asarray(op.to_matrix()), qubits)
+            used = set().union(*(v.parameters for v in op.params
+                                 if isinstance(v, ParameterExpression)))
+            if not used <= self._index.keys():
+                raise BackendError(f"Gate {name!r} on qubits {qubits} uses parameters "
+                                   f"{sorted(p.name for p in used - self._index.keys())} that "
+                                   "are not columns of x; bind them or pass `parameters`.")
+            angles = [compile_angle(v, self._index) for v in op.params] if used else []
+            if used and name in _DIAG_RULES:
+                ops.append(Primitive("diag", qubits, angles[0], np.array(_DIAG_RULES[name])))
+            elif used and name in ("u", "u3") and angles[0].const == 0:
+                ops += [Primitive("diag", qubits, a, np.array([0.0, 1.0])) for a in angles[1:]]
+            elif used and name in _DENSE_RULES:
+                ops.append(Primitive("dense", qubits, factors=[(name, angles)]))
+            elif not used and op.num_qubits <= 3 and (mat := self._bound_matrix(op)) is not None:
+                ops += _from_matrix(mat, qubits)
             elif op.definition is not None:
                 self._lower(op.definition, list(qubits), ops)
             else:
@@ -273,22 +186,35 @@ class BatchedEngine:
                     "'statevector'.")
 
     @staticmethod
-    def _has_matrix(op: Gate) -> bool:
+    def _bound_matrix(op: Gate) -> np.ndarray | None:
         try:
-            op.to_matrix()
-        except Exception:  # noqa: BLE001 - any failure means "use the definition"
-            return False
-        return True
+            return np.asarray(op.to_matrix(), dtype=np.complex128)
+        except (CircuitError, TypeError, ValueError):  # no matrix: lowered by definition
+            return None
 
-    def _schedule(self, ops: list[_Op]) -> list[_Stage]:
-        """Group ops into alternating phase-polynomial and dense stages by commutation."""
+    @staticmethod
+    def _fuse(ops: list[Primitive]) -> list[Primitive]:
+        """Multiply consecutive bound one-qubit dense gates on each qubit, then re-lower."""
+        out: list[Primitive] = []
+        last: dict[int, int] = {}
+        for op in ops:
+            prev = out[last[op.qubits[0]]] if op.qubits and op.qubits[0] in last else None
+            if _bound_1q(op) and prev is not None and _bound_1q(prev):
+                prev.factors = [op.factors[0] @ prev.factors[0]]
+                continue
+            out.append(op)
+            last.update((k, len(out) - 1) for k in op.qubits)
+        return [new for op in out
+                for new in (_from_matrix(op.factors[0], op.qubits) if _bound_1q(op) else [op])]
+
+    def _schedule(self, ops: list[Primitive]) -> list[_Stage]:
+        """Group primitives into phase blocks and dense layers by commutation."""
         stages: list[_Stage] = []
         for op in ops:
-            kind = "dense" if op.kind == "dense" else "block"
-            touch = set(op.qubits)
+            kind, touch = ("dense" if op.kind == "dense" else "block"), set(op.qubits)
             last = max((j for j, st in enumerate(stages) if st.qubits & touch), default=-1)
-            j = next((j for j in range(max(last, 0), len(stages))
-                      if stages[j].kind == kind), None)
+            j = next((j for j in range(max(last, 0), len(stages)) if stages[j].kind == kind),
+                     None)
             if j is None:
                 stages.append(_Stage(kind))
                 j = len(stages) - 1
@@ -301,21 +227,14 @@ class BatchedEngine:
                 stage.ops.append(op)
             stage.qubits |= touch
         blocks = [st for st in stages if st.kind == "block"]
-        phase = _Op("diag", (), None, np.zeros(1))
         if not blocks:
             stages.append(_Stage("block"))
             blocks = stages[-1:]
-        blocks[-1].ops.append(phase)
-        for a in self._phase:
-            blocks[-1].ops.append(_Op("diag", (), a, np.ones(1)))
-        for st in stages:
-            self._finalise(st)
-        return stages
-
-    def _finalise(self, stage: _Stage) -> None:
-        """Fold constant dense factors; turn a block into phase rows ``S`` and one gather."""
-        xp = self.xp
-        if stage.kind == "dense":
+        blocks[-1].ops += self._phase
+        for stage in stages:
+            if stage.kind == "block":
+                stage.block = PhaseBlock(self.num_qubits, stage.ops, self.xp)
+                continue
             for op in stage.ops:
                 folded: list[Any] = []
                 for f in op.factors:
@@ -323,32 +242,28 @@ class BatchedEngine:
                         folded[-1] = f @ folded[-1]
                     else:
                         folded.append(f)
-                op.factors = [xp.asarray(f, dtype=self.dtype) if isinstance(f, np.ndarray)
+                op.factors = [self.xp.asarray(f, dtype=self.dtype) if isinstance(f, np.ndarray)
                               else f for f in folded]
-            return
-        pi = np.arange(1 << self.num_qubits)
-        rows: dict[str, tuple[_Angle, np.ndarray]] = {}
-        const = np.zeros(1 << self.num_qubits)
-        for op in stage.ops:
-            assert op.table is not None
-            local = _local(pi, op.qubits)
-            if op.kind == "perm":
-                moved = op.table[local]
-                pi = pi & ~sum(1 << qk for qk in op.qubits)
-                for j, qk in enumerate(op.qubits):
-                    pi |= ((moved >> j) & 1) << qk
-            elif op.angle is None or op.angle.const is not None:
-                const += (1.0 if op.angle is None else op.angle.const.real) * op.table[local]
-            else:
-                old = rows.get(op.angle.key, (op.angle, 0.0))[1]
-                rows[op.angle.key] = (op.angle, old + op.table[local])
-        stage.angles = [a for a, _ in rows.values()]
-        stage.matrix = xp.asarray(np.stack([r for _, r in rows.values()] + [const]))
-        if (pi != np.arange(pi.size)).any():
-            stage.inverse = xp.asarray(np.argsort(pi))
+        return stages
 
     def states(self, x: Any) -> Any:
-        """States ``U(x_i)|0...0>`` for every row of ``x`` (shape ``(n, p)``): ``(n, 2**q)``."""
+        """States ``U(x_i)|0...0>`` for every row of ``x``.
+
+        Parameters
+        ----------
+        x : array of shape (n, p)
+            One row per sample, one column per circuit parameter (``circuit.parameters`` order).
+
+        Returns
+        -------
+        array of shape (n, 2**q)
+            One normalised state per row, little-endian basis order, in ``dtype``.
+
+        Raises
+        ------
+        DataError
+            If ``x`` has the wrong shape or contains NaN.
+        """
         xp = self.xp
         x = xp.asarray(x, dtype=xp.float64)
         if x.ndim != 2 or x.shape[1] != self.num_parameters:
@@ -358,15 +273,16 @@ class BatchedEngine:
             raise DataError("x contains NaN; clean or impute the features before encoding.")
         dim = 1 << self.num_qubits
         out = xp.empty((x.shape[0], dim), dtype=self.dtype)
-        step = max(1, self.chunk_bytes // (dim * self.dtype.itemsize))
+        step = max(16, self.chunk_bytes // (dim * self.dtype.itemsize))
         for start in range(0, x.shape[0], step):
-            self._run(x[start:start + step].T, out[start:start + step])
+            psi, scale = self._run(x[start:start + step].T)
+            xp.multiply(psi.T, scale, out=out[start:start + step])
         return out
 
-    def _run(self, cols: Any, psi: Any) -> None:
-        """Fill ``psi`` (m, 2**q) with the states of the m samples whose columns are ``cols``."""
-        xp, m, q = self.xp, psi.shape[0], self.num_qubits
-        vecs: list[Any] = [xp.asarray([1.0, 0.0], dtype=xp.complex128)] * q
+    def _run(self, cols: Any) -> tuple[Any, complex]:
+        """``(psi, scale)`` with ``scale * psi.T`` the states of the chunk ``cols`` (p, m)."""
+        xp, m, q = self.xp, cols.shape[1], self.num_qubits
+        vecs: list[Any] = [xp.asarray([[1.0], [0.0]], dtype=xp.complex128)] * q
         first = 0
         for stage in self._stages:
             if any(len(op.qubits) > 1 or op.kind == "perm" for op in stage.ops):
@@ -375,29 +291,25 @@ class BatchedEngine:
             for op in stage.ops:
                 k = op.qubits[0] if op.qubits else 0
                 if op.kind == "dense":
-                    vecs[k] = (self._matrix(op, cols) @ vecs[k][..., None])[..., 0]
+                    mat = self._matrix(op, cols)
+                    vecs[k] = (xp.einsum("ij,jm->im", mat, vecs[k]) if mat.ndim == 2 else
+                               xp.einsum("mij,jm->im", mat, vecs[k] + xp.zeros((1, m))))
                 else:
                     theta = 1.0 if op.angle is None else op.angle.values(xp, cols)
-                    table = xp.asarray(op.table)
-                    vecs[k] = vecs[k] * xp.exp(1j * xp.multiply.outer(theta, table))
-        state = xp.broadcast_to(vecs[0], (m, 2))
+                    vecs[k] = vecs[k] * xp.exp(1j * xp.asarray(op.table)[:, None] * theta)
+        state = vecs[0] + xp.zeros((1, m), dtype=self.dtype)
         for k in range(1, q):
-            state = (vecs[k][..., :, None] * state[:, None, :]).reshape(m, -1)
-        psi[...] = state
+            state = (vecs[k][:, None, :] * state[None, :, :]).reshape(-1, m)
+        psi, scale = state.astype(self.dtype, copy=False), 1.0 + 0j
         for stage in self._stages[first:]:
-            if stage.kind == "dense":
-                for op in stage.ops:
-                    self._apply(psi, op.qubits, self._matrix(op, cols))
+            if stage.block is not None:
+                psi = stage.block.apply(xp, psi, cols)
                 continue
-            theta = xp.empty((m, len(stage.angles) + 1))
-            for g, angle in enumerate(stage.angles):
-                theta[:, g] = angle.values(xp, cols)
-            theta[:, -1] = 1.0
-            psi *= xp.exp(1j * (theta @ stage.matrix))
-            if stage.inverse is not None:
-                psi[...] = xp.take(psi, stage.inverse, axis=1)
+            for op in stage.ops:
+                scale *= self._apply(psi, op.qubits, self._matrix(op, cols))
+        return psi, scale
 
-    def _matrix(self, op: _Op, cols: Any) -> Any:
+    def _matrix(self, op: Primitive, cols: Any) -> Any:
         """The op's matrix: shared ``(d, d)`` or one per sample ``(m, d, d)``."""
         xp, out = self.xp, None
         for f in op.factors:
@@ -410,35 +322,41 @@ class BatchedEngine:
             out = f if out is None else xp.matmul(f, out)
         return out
 
-    def _apply(self, psi: Any, qubits: tuple[int, ...], mat: Any) -> None:
-        """``psi <- (mat on qubits) psi`` in place, for every sample of the chunk."""
-        m, d = psi.shape[0], 1 << len(qubits)
+    def _apply(self, psi: Any, qubits: tuple[int, ...], mat: Any) -> complex:
+        """``psi <- (mat on qubits) psi`` in place, up to the scalar factor it returns."""
+        m, d = psi.shape[1], 1 << len(qubits)
         order = sorted(range(len(qubits)), key=lambda j: -qubits[j])
-        shape, top = [m], self.num_qubits
+        shape, top = [], self.num_qubits
         for j in order:
             shape += [1 << (top - 1 - qubits[j]), 2]
             top = qubits[j]
-        view = psi.reshape([*shape, 1 << top])
+        view = psi.reshape([*shape, 1 << top, m])
 
         def part(local: int) -> Any:
             index: list[Any] = [slice(None)] * view.ndim
             for pos, j in enumerate(order):
-                index[2 + 2 * pos] = (local >> j) & 1
+                index[1 + 2 * pos] = (local >> j) & 1
             return view[tuple(index)]
 
         if mat.ndim == 3:
-            mat = mat.reshape((m, d, d) + (1,) * (view.ndim - 1 - len(qubits)))
-        coef = (lambda r, c: mat[:, r, c]) if mat.ndim > 2 else (lambda r, c: mat[r, c])
+            mat = mat.transpose(1, 2, 0)
         if d == 2:
             a, b = part(0), part(1)
-            new = coef(0, 0) * a + coef(0, 1) * b
-            b *= coef(1, 1)
-            b += coef(1, 0) * a
-            a[...] = new
-            return
+            if mat.ndim == 2 and bool(mat[0, 0] == mat[0, 1] == mat[1, 0] == -mat[1, 1]):
+                a += b
+                b *= -2
+                b += a
+                return complex(mat[0, 0])
+            t = a * mat[1, 0]
+            a *= mat[0, 0]
+            a += b * mat[0, 1]
+            b *= mat[1, 1]
+            b += t
+            return 1.0
         old = [part(c).copy() for c in range(d)]
         for r in range(d):
             dst = part(r)
-            dst[...] = coef(r, 0) * old[0]
+            dst[...] = mat[r, 0] * old[0]
             for c in range(1, d):
-                dst += coef(r, c) * old[c]
+                dst += mat[r, c] * old[c]
+        return 1.0

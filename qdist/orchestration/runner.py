@@ -85,17 +85,22 @@ def run_tiles(
     tiles: Sequence[Tile],
     store_location: str,
     backend: BackendSpec,
+    *,
     workers: int | None = None,
+    cache_blocks: int = 3,
     callbacks: Sequence[Callback] = (),
 ) -> RunStats:
-    """Compute ``tiles`` into the store at ``store_location`` on the connected Ray cluster."""
+    """Compute ``tiles`` into the store at ``store_location`` on the connected Ray cluster.
+
+    ``workers`` caps the pool (default: one per CPU); each worker keeps up to ``cache_blocks``
+    blocks of states resident (the cost model sizes it to the worker's memory).
+    """
     stats = RunStats()
     if not tiles:
         return stats
     n_workers = min(default_workers(workers), len(tiles))
     actor_cls = ray.remote(num_cpus=1)(TileWorker)
-    actors = [actor_cls.remote(store_location, {"kind": backend.kind, "device": backend.device})
-              for _ in range(n_workers)]
+    actors = [actor_cls.remote(store_location, backend, cache_blocks) for _ in range(n_workers)]
     stats.workers = n_workers
     queue = _Queue(tiles)
     holding: list[tuple[str, int] | None] = [None] * n_workers

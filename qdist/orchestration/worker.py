@@ -1,8 +1,8 @@
 """The tile worker: built once per actor, it opens the store and streams tiles.
 
-A worker keeps the states of the last few blocks it used (its current row block stays resident
-while column blocks stream past), so a row block's states are computed once per worker, not once
-per tile. Everything it needs arrives as picklable config; the backend is built inside it.
+A worker keeps the states of the blocks it used most recently, as many as its memory budget
+allows (its current row block stays resident while column blocks stream past), so a block's
+states are computed once per worker rather than once per tile when the budget holds them all. Everything it needs arrives as picklable config; the backend is built inside it.
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ from qdist.storage import GramStore
 
 __all__ = ["TileWorker"]
 
-_CACHED_BLOCKS = 3
-
 
 class TileWorker:
     """Computes tiles of one store with one backend."""
 
-    def __init__(self, store_location: str, backend: dict[str, Any]) -> None:
+    def __init__(self, store_location: str, backend: BackendSpec, cache_blocks: int = 3) -> None:
         self.store = GramStore.open(store_location, mode="r+")
         circuit = circuit_from_qpy(self.store.read("feature_map_qpy"))
-        self.backend = make_backend(BackendSpec(**backend), circuit)
+        self.backend = make_backend(backend, circuit)
+        self.cache_blocks = max(2, cache_blocks)
         self.x = {"k_train": self.store.read("x_train"), "k_test": self.store.read("x_test")}
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self.states_computed = 0
@@ -45,7 +44,7 @@ class TileWorker:
         states = self.backend.states(self.x[side][bounds[0]:bounds[1]])
         self.states_computed += states.shape[0]
         self._cache[key] = states
-        while len(self._cache) > _CACHED_BLOCKS:
+        while len(self._cache) > self.cache_blocks:
             self._cache.popitem(last=False)
         return states
 

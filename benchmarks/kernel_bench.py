@@ -1,0 +1,321 @@
+"""Kernel-phase benchmark: qdist's engine against the anchors, in one process, on the same data.
+
+For each (n samples, q qubits) point of the grid, on a ZZ feature map (reps 2, linear):
+
+- ``qdist engine``: the batched state engine plus tiles (Hermitian rank-k on the diagonal,
+  GEMM elsewhere), single process, multithreaded BLAS. Reported split into states and tiles.
+- ``qdist Gram phase``: the same through the real pipeline pieces: a Zarr store, Ray tile workers
+  (one per core), tiles written as chunks. This is the "whole Gram phase" of the targets.
+- ``raw GEMM bound``: one complex128 ``S^* S^T`` of the full ``n x 2^q`` shape on random data,
+  the machine's speed limit for this Gram (the kernel needs half of it with symmetry).
+- ``Aer + GEMM``: Aer statevector with parameter binding for the states (timed on a subset,
+  per sample), plus the GEMM time measured above.
+- ``FidelityStatevectorKernel`` (qiskit-machine-learning; subset, per entry).
+- ``FidelityQuantumKernel`` (qiskit-machine-learning, reference Sampler; tiny subset, per pair).
+- ``PennyLane square_kernel_matrix`` on lightning.qubit (tiny subset, per pair).
+
+Per-entry time is the wall time divided by the ``n^2`` entries of the Gram. Peak memory is the
+resident-set growth over the call, sampled every 5 ms. Results: ``benchmarks/results/*.json``
+and a markdown table, with the machine described.
+
+Run: ``python benchmarks/kernel_bench.py`` (full grid) or ``--quick`` (a small grid, a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+FULL_GRID = [(500, 8), (1000, 10), (2000, 12), (4000, 12), (1000, 16), (500, 20)]
+QUICK_GRID = [(300, 8), (600, 10)]
+
+
+class PeakRSS:
+    """Peak resident-set growth (bytes) over a ``with`` block, sampled every 5 ms."""
+
+    def __enter__(self) -> PeakRSS:
+        self._proc = psutil.Process()
+        self.base = self._proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def grown(self) -> int:
+        return self.peak - self.base
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, int, Any]:
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - start
+    return seconds, mem.grown, out
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "ram_gib":
+            round(psutil.virtual_memory().total / 1024**3, 1), "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform()}
+
+
+def feature_map(q: int) -> Any:
+    from qdist.config import FeatureMapSpec
+    from qdist.kernel.feature_maps import build_feature_map
+
+    return build_feature_map(FeatureMapSpec(kind="zz", qubits=q, reps=2, entanglement="linear"))
+
+
+def engine_gram(circuit: Any, x: np.ndarray, tile: int, dtype: Any) -> tuple[float, float, Any]:
+    """States then tiles, in process. Returns (states s, tiles s, K)."""
+    from qdist.kernel.engine import BatchedEngine
+    from qdist.kernel.tiles import fidelity_tile
+    from qdist.planning.plan import block_bounds
+
+    eng = BatchedEngine(circuit, dtype=dtype)
+    n = x.shape[0]
+    t0 = time.perf_counter()
+    nb = -(-n // tile)
+    blocks = [eng.states(x[slice(*block_bounds(n, tile, b))]) for b in range(nb)]
+    t1 = time.perf_counter()
+    k = np.empty((n, n))
+    for i in range(nb):
+        ri = slice(*block_bounds(n, tile, i))
+        k[ri, ri] = fidelity_tile(blocks[i])
+        for j in range(i + 1, nb):
+            rj = slice(*block_bounds(n, tile, j))
+            k[ri, rj] = fidelity_tile(blocks[i], blocks[j])
+            k[rj, ri] = k[ri, rj].T
+    return t1 - t0, time.perf_counter() - t1, k
+
+
+def ray_gram_phase(circuit: Any, x: np.ndarray, tile: int) -> float:
+    """States + tiles + Zarr writes through Ray workers into a real store (seconds)."""
+    import ray
+
+    from qdist.config import BackendSpec
+    from qdist.kernel.feature_maps import circuit_to_qpy
+    from qdist.orchestration import run_tiles
+    from qdist.planning import make_plan
+    from qdist.storage import GramStore
+
+    n = x.shape[0]
+    plan = make_plan(n, 0, tile, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = {"x_train": x, "x_test": np.zeros((0, x.shape[1])), "y_train": np.zeros(n),
+                  "y_test": np.zeros(0), "sample_ids_train": np.array([f"s{i}" for i in range(n)]),
+                  "sample_ids_test": np.array([], dtype=str),
+                  "feature_map_qpy": circuit_to_qpy(circuit)}
+        store = GramStore.create(f"{tmp}/s.zarr", arrays, tile, {"fingerprint": "bench"})
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, logging_level="ERROR")
+        start = time.perf_counter()
+        run_tiles(list(plan.tiles), store.location, BackendSpec(kind="batched"),
+                  cache_blocks=plan.train_blocks)
+        return time.perf_counter() - start
+
+
+def raw_gemm(n: int, q: int) -> float:
+    rng = np.random.default_rng(0)
+    s = (rng.standard_normal((n, 2**q)) + 1j * rng.standard_normal((n, 2**q)))
+    start = time.perf_counter()
+    _ = s.conj() @ s.T
+    return time.perf_counter() - start
+
+
+def aer_per_sample(circuit: Any, x: np.ndarray) -> float:
+    from qdist.backends.aer import AerStatevectorBackend
+
+    backend = AerStatevectorBackend(circuit)
+    start = time.perf_counter()
+    backend.states(x)
+    return (time.perf_counter() - start) / x.shape[0]
+
+
+def fsk_per_entry(circuit: Any, x: np.ndarray) -> tuple[float, np.ndarray]:
+    from qiskit_machine_learning.kernels import FidelityStatevectorKernel
+
+    kernel = FidelityStatevectorKernel(feature_map=circuit)
+    start = time.perf_counter()
+    k = kernel.evaluate(x)
+    return (time.perf_counter() - start) / x.shape[0] ** 2, k
+
+
+def fqk_per_pair(circuit: Any, x: np.ndarray) -> float:
+    from qiskit.primitives import StatevectorSampler
+    from qiskit_machine_learning.kernels import FidelityQuantumKernel
+    from qiskit_machine_learning.state_fidelities import ComputeUncompute
+
+    fidelity = ComputeUncompute(sampler=StatevectorSampler(seed=0))
+    kernel = FidelityQuantumKernel(feature_map=circuit, fidelity=fidelity)
+    m = x.shape[0]
+    start = time.perf_counter()
+    kernel.evaluate(x)
+    return (time.perf_counter() - start) / (m * (m - 1) / 2)
+
+
+def pennylane_per_pair(q: int, x: np.ndarray) -> float | None:
+    try:
+        import pennylane as qml
+    except ImportError:
+        return None
+    dev = qml.device("lightning.qubit", wires=q)
+    wires = list(range(q))
+
+    def zz_map(v: np.ndarray) -> None:
+        for _ in range(2):
+            for w in wires:
+                qml.Hadamard(wires=w)
+                qml.PhaseShift(2 * v[w], wires=w)
+            for a in range(q - 1):
+                qml.CNOT(wires=[a, a + 1])
+                qml.PhaseShift(2 * (np.pi - v[a]) * (np.pi - v[a + 1]), wires=a + 1)
+                qml.CNOT(wires=[a, a + 1])
+
+    @qml.qnode(dev)
+    def overlap(a: np.ndarray, b: np.ndarray) -> Any:
+        zz_map(a)
+        qml.adjoint(zz_map)(b)
+        return qml.probs(wires=wires)
+
+    def k(a: np.ndarray, b: np.ndarray) -> float:
+        return float(overlap(a, b)[0])
+
+    m = x.shape[0]
+    start = time.perf_counter()
+    qml.kernels.square_kernel_matrix(x, k, assume_normalized_kernel=True)
+    return (time.perf_counter() - start) / (m * (m - 1) / 2)
+
+
+def run_point(n: int, q: int, tile: int, with_ray: bool) -> dict[str, Any]:
+    rng = np.random.default_rng(n * 100 + q)
+    x = rng.uniform(0, np.pi, size=(n, q))
+    circuit = feature_map(q)
+    entries = n * n
+    row: dict[str, Any] = {"n": n, "qubits": q, "tile": tile}
+    gemm_s, gemm_mem, _ = timed(lambda: raw_gemm(n, q))
+    row["raw_gemm_s"] = gemm_s
+    row["raw_gemm_gflops"] = 8.0 * n * n * 2**q / gemm_s / 1e9
+    seconds, mem, (states_s, tiles_s, k) = timed(lambda: engine_gram(circuit, x, tile,
+                                                                      np.complex128))
+    row.update(engine_s=seconds, engine_states_s=states_s, engine_tiles_s=tiles_s,
+               engine_us_per_entry=seconds / entries * 1e6, engine_peak_mib=mem / 2**20)
+    s64, mem64, (_, _, k64) = timed(lambda: engine_gram(circuit, x, tile, np.complex64))
+    row.update(engine_c64_s=s64, engine_c64_max_abs_err=float(np.abs(k64 - k).max()),
+               engine_c64_peak_mib=mem64 / 2**20)
+    if with_ray:
+        ray_s, ray_mem, _ = timed(lambda: ray_gram_phase(circuit, x, tile))
+        row.update(gram_phase_s=ray_s, gram_phase_over_gemm=ray_s / gemm_s,
+                   gram_phase_driver_peak_mib=ray_mem / 2**20)
+    m = min(n, 300 if q <= 12 else 60)
+    aer = aer_per_sample(circuit, x[:m])
+    row.update(aer_states_per_sample_ms=aer * 1e3,
+               aer_gemm_us_per_entry=(aer * n + gemm_s) / entries * 1e6)
+    m = min(n, 200 if q <= 12 else 40)
+    fsk, k_fsk = fsk_per_entry(circuit, x[:m])
+    row.update(fsk_us_per_entry=fsk * 1e6, fsk_subset=m,
+               oracle_max_abs_err=float(np.abs(k[:m, :m] - k_fsk).max()))
+    if q <= 12:
+        row["fqk_ms_per_pair"] = fqk_per_pair(circuit, x[:6]) * 1e3
+        pl = pennylane_per_pair(q, x[:6])
+        row["pennylane_ms_per_pair"] = pl * 1e3 if pl is not None else None
+    row["speedup_vs_fsk"] = row["fsk_us_per_entry"] / row["engine_us_per_entry"]
+    row["engine_over_gemm"] = seconds / gemm_s
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str = ".3g") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    lines = [f"# Kernel benchmark ({meta['date']})", "",
+             f"Machine: {meta['machine']['cpu']}, {meta['machine']['logical_cores']} logical "
+             f"cores, {meta['machine']['ram_gib']} GiB RAM; Python {meta['machine']['python']}, "
+             f"NumPy {meta['machine']['numpy']}. ZZ feature map, reps 2, linear entanglement.", "",
+             "| n | q | engine us/entry | states s | tiles s | raw GEMM s (GFLOP/s) | "
+             "engine / GEMM | Gram phase (Ray+Zarr) s | phase / GEMM | FSK us/entry | "
+             "speed-up vs FSK | Aer+GEMM us/entry | FQK ms/pair | PennyLane ms/pair | "
+             "c64 max err | peak MiB |",
+             "|" + "---|" * 16]
+    for r in rows:
+        lines.append(
+            f"| {r['n']} | {r['qubits']} | {f(r['engine_us_per_entry'])} | "
+            f"{f(r['engine_states_s'])} | {f(r['engine_tiles_s'])} | "
+            f"{f(r['raw_gemm_s'])} ({f(r['raw_gemm_gflops'], '.0f')}) | "
+            f"{f(r['engine_over_gemm'], '.2f')} | {f(r.get('gram_phase_s'))} | "
+            f"{f(r.get('gram_phase_over_gemm'), '.2f')} | {f(r['fsk_us_per_entry'])} | "
+            f"{f(r['speedup_vs_fsk'], '.0f')}x | {f(r['aer_gemm_us_per_entry'])} | "
+            f"{f(r.get('fqk_ms_per_pair'))} | {f(r.get('pennylane_ms_per_pair'))} | "
+            f"{f(r['engine_c64_max_abs_err'], '.1e')} | {f(r['engine_peak_mib'], '.0f')} |")
+    lines += ["", "engine: states + tiles in one process; Gram phase: the same work through Ray "
+              "workers into a Zarr store (the pipeline's path); raw GEMM: one full complex128 "
+              "S^* S^T of shape (n, 2^q), the speed limit (the symmetric Gram needs half of its "
+              "flops). FSK: qiskit-machine-learning FidelityStatevectorKernel on a subset; FQK: "
+              "FidelityQuantumKernel with the reference StatevectorSampler on 6 samples; Aer+GEMM: "
+              "Aer parameter-binding states (subset, per sample) plus the GEMM. Peak MiB: resident "
+              "growth of the engine call."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small grid (about a minute)")
+    parser.add_argument("--grid", help="points as n:q,n:q (overrides the default grid)")
+    parser.add_argument("--tile", type=int, default=512, help="tile edge (default 512)")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray + Zarr Gram phase")
+    parser.add_argument("--name", default=None, help="result file stem")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    if args.grid:
+        grid = [tuple(int(v) for v in p.split(":")) for p in args.grid.split(",")]  # type: ignore[misc]
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "grid": grid,
+            "tile": args.tile}
+    rows = []
+    for n, q in grid:
+        row = run_point(n, q, min(args.tile, n), not args.no_ray)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = args.name or ("kernel_quick" if args.quick else "kernel_cpu")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (RESULTS / f"{stem}.md").write_text(markdown(rows, meta))
+    print(markdown(rows, meta))
+
+
+if __name__ == "__main__":
+    main()
