@@ -187,6 +187,8 @@ class TilingSpec:
     shape. Default: chosen by the cost model from the sample count, qubits and worker memory."""
     workers: int | None = None
     """Ray tile workers; default: one per CPU the cluster offers."""
+    max_retries: int = 3
+    """Times a failed tile (an error, or its worker died) is retried before the run stops."""
     worker_memory_gb: float = 4.0
     """Memory each tile worker may use for states, overlaps and tiles (GiB); the planner refuses
     a tile size that does not fit and sizes the state cache to it."""
@@ -195,6 +197,8 @@ class TilingSpec:
         if self.size is not None and self.size < 1:
             raise _fail("tiles.size", "an integer >= 1 or null (automatic)", self.size,
                         "Use e.g. 64, or leave it out.")
+        if self.max_retries < 0:
+            raise _fail("tiles.max_retries", "an integer >= 0", self.max_retries, "Use e.g. 3.")
         if not 0.0 < self.worker_memory_gb < math.inf:
             raise _fail("tiles.worker_memory_gb", "a float > 0", self.worker_memory_gb,
                         "Use e.g. 4.")

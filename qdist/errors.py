@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "StoreMismatchError",
     "IncompleteStoreError",
+    "StoreLockedError",
     "KernelCheckError",
     "BackendError",
     "TileError",
@@ -47,6 +48,10 @@ class StoreMismatchError(StoreError):
 
 class IncompleteStoreError(StoreError):
     """The store is missing tiles or holds NaN where a tile should be."""
+
+
+class StoreLockedError(StoreError):
+    """Another live driver holds the store's lease."""
 
 
 class KernelCheckError(QdistError, ArithmeticError):

@@ -177,9 +177,7 @@ def run_job(
         config = load_config(job, flags)
         job_text = Path(job).read_text() if not isinstance(job, Mapping) else json.dumps(
             config.to_dict(), indent=2)
-    from qdist.orchestration.runner import ensure_ray, run_tiles
-    from qdist.storage import GramStore
-    from qdist.tracking import MlflowTracker, default_tracking_uri
+    from qdist.storage.lease import StoreLease
 
     cbs = list(callbacks)
     emit(cbs, PhaseStarted("prepare"))
@@ -192,6 +190,23 @@ def run_job(
              "feature_map": {"name": config.feature_map.kind,
                              "num_qubits": config.feature_map.qubits},
              "provenance": {"backend": config.to_dict()["backend"], "seed": config.seed}}
+    lease = StoreLease(store_location)
+    lease.acquire()  # one driver per store; refused here, before anything is written
+    try:
+        return _run_locked(prep, config, store_location, attrs, address, cbs, job_text, started)
+    finally:
+        lease.release()
+
+
+def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: dict[str, Any],
+                address: str | None, cbs: list[Callback], job_text: str,
+                started: float) -> RunResult:
+    """Everything after the lease is held: store, tiles, assembly, training, tracking."""
+    from qdist.orchestration.runner import default_workers, ensure_ray, run_tiles
+    from qdist.storage import GramStore
+    from qdist.tracking import MlflowTracker, default_tracking_uri
+
+    out_dir = Path(config.output.dir)
     store = GramStore.create(store_location, _store_arrays(prep), prep.plan.tile_size, attrs)
     missing = store.missing(prep.plan)
 
@@ -207,9 +222,7 @@ def run_job(
     try:
         started_ray = ensure_ray(address) if missing else False
         try:
-            from qdist.orchestration.runner import default_workers
-
-            workers = default_workers(config.tiles.workers) if missing else 0
+            workers = default_workers(config.tiles.workers, config.backend) if missing else 0
             emit(cbs, RunStarted(run_id, store_location, len(prep.plan.tiles), len(missing),
                                  workers))
             emit(cbs, PhaseStarted("tiles"))
@@ -218,7 +231,8 @@ def run_job(
             cache = cached_blocks(prep.plan.tile_size, config.feature_map.qubits, memory,
                                   prep.plan.train_blocks + prep.plan.test_blocks)
             stats = run_tiles(missing, store_location, config.backend,
-                              workers=config.tiles.workers, cache_blocks=cache, callbacks=cbs)
+                              workers=config.tiles.workers, cache_blocks=cache,
+                              max_retries=config.tiles.max_retries, callbacks=cbs)
         finally:
             if started_ray:
                 import ray
@@ -259,10 +273,13 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
                     diag["kernel_offdiag_var"])
     metrics = {**trained.metrics, **diag,
                "tiles_computed": float(stats.tiles_computed),
+               "tile_retries": float(stats.retries),
                "tile_phase_seconds": stats.seconds,
                "entries_per_second": stats.entries_computed / stats.seconds if stats.seconds else 0.0}
     store.update_attrs(completion={"tiles_total": len(prep.plan.tiles), "complete": True,
                                    "tiles_computed_last_run": stats.tiles_computed,
+                                   "tile_retries_last_run": stats.retries,
+                                   "nodes_last_run": stats.nodes,
                                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                 time.gmtime())})
     emit(cbs, RunFinished(metrics))

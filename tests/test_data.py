@@ -16,6 +16,8 @@ def test_synthetic_cohort_shape_blocks_and_determinism():
     c1, c2 = load_cohort(spec, seed=1), load_cohort(spec, seed=1)
     assert c1.features.shape == (50, 10)
     assert c1.blocks == ("a",) * 7 + ("b",) * 3
+    swapped = DataSpec(synthetic=SyntheticSpec(n_samples=50, blocks={"b": 3, "a": 7}, n_latent=2))
+    np.testing.assert_array_equal(load_cohort(swapped, seed=1).features, c1.features)
     assert set(np.unique(c1.labels)) == {0, 1}
     np.testing.assert_array_equal(c1.features, c2.features)
     assert not np.array_equal(c1.features, load_cohort(spec, seed=2).features)

@@ -3,7 +3,8 @@
 ``n_latent`` shared factors ``Z ~ N(0, I)`` drive every omics block through a random loading
 matrix (block ``b``: ``X_b = Z W_b + noise``), so the blocks are correlated the way real omics
 layers are. The phenotype is a noisy nonlinear function of the factors (a sign of a quadratic
-form plus a linear term), thresholded at the requested class balance. Sample ids are made up,
+form plus a linear term), thresholded at the requested class balance. Blocks are generated and
+laid out in name order. Sample ids are made up,
 then pseudonymised like any input.
 """
 
@@ -24,7 +25,9 @@ def make_cohort(spec: SyntheticSpec, seed: int) -> Cohort:
     n, k = spec.n_samples, spec.n_latent
     z = rng.standard_normal((n, k))
     columns, names, blocks = [], [], []
-    for block, width in spec.blocks.items():
+    # blocks in name order: a job file's key order must not change the cohort (YAML writers
+    # reorder keys, and two configs that compare equal must give the same data)
+    for block, width in sorted(spec.blocks.items()):
         loadings = rng.standard_normal((k, width)) / np.sqrt(k)
         columns.append(z @ loadings + spec.noise * rng.standard_normal((n, width)))
         names += [f"{block}_{i}" for i in range(width)]

@@ -1,13 +1,20 @@
-"""The runner: streams missing tiles to a fixed pool of Ray actors.
+"""The runner: streams missing tiles to a fixed pool of Ray actors, retrying failures.
 
 Tiles are handed out with row-block affinity: a free worker first takes another tile of the row
 block it already holds, so its row states stay resident. Each worker has at most two calls in
-flight, which keeps it busy without flooding the queue.
+flight, which keeps it busy without flooding its queue.
+
+Failures: a tile whose call raises, or whose worker dies (SIGKILL, a lost node), goes back to
+the queue and is retried, up to ``max_retries`` times per tile. Dead workers are restarted by Ray
+(``max_restarts``), on another node if theirs is gone. When a tile's budget is spent, or every
+worker is gone, the run stops with a :class:`~qdist.errors.TileError` naming the tile and the
+cause; tiles already written stay, and a rerun computes only the rest.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
@@ -15,18 +22,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
 from qdist.config import BackendSpec
 from qdist.errors import TileError
 from qdist.events import Callback, TileCompleted, emit
+from qdist.orchestration.faults import FAULT_ENV
 from qdist.orchestration.worker import TileWorker
 from qdist.planning.plan import Tile
 
-__all__ = ["RunStats", "run_tiles", "ensure_ray"]
+__all__ = ["RunStats", "run_tiles", "ensure_ray", "default_workers"]
 
 log = logging.getLogger(__name__)
 
 _IN_FLIGHT_PER_WORKER = 2
+_ACTOR_RESTARTS = 4
 
 
 @dataclass
@@ -37,11 +47,15 @@ class RunStats:
     entries_computed: int = 0
     seconds: float = 0.0
     workers: int = 0
+    retries: int = 0
     nodes: dict[str, int] = field(default_factory=dict)
 
 
 def ensure_ray(address: str | None = None) -> bool:
-    """Connect to ``address``, or start an embedded local Ray; True if this call started it."""
+    """Connect to ``address`` (``auto`` inside a Ray job), or start an embedded local Ray.
+
+    Returns True if this call started or connected Ray (the caller then shuts it down).
+    """
     if ray.is_initialized():
         return False
     if address:
@@ -51,10 +65,22 @@ def ensure_ray(address: str | None = None) -> bool:
     return True
 
 
-def default_workers(cap: int | None) -> int:
-    """One worker per CPU in the cluster, capped by the job file."""
-    cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
-    return max(1, min(cpus, cap) if cap else cpus)
+def _actor_resources(backend: BackendSpec) -> dict[str, Any]:
+    if backend.device == "GPU":
+        return {"num_cpus": 1, "num_gpus": 1}
+    return {"num_cpus": 1}
+
+
+def default_workers(cap: int | None, backend: BackendSpec | None = None) -> int:
+    """One worker per CPU (per GPU for GPU backends) in the cluster, capped by the job file."""
+    resources = ray.cluster_resources()
+    key = "GPU" if backend is not None and backend.device == "GPU" else "CPU"
+    available = int(resources.get(key, 0))
+    if available < 1:
+        raise TileError(f"The Ray cluster offers no {key} for tile workers (resources: "
+                        f"{ {k: v for k, v in resources.items() if 'node' not in k} }). "
+                        "Add nodes with that resource, or change backend.device.")
+    return max(1, min(available, cap) if cap else available)
 
 
 class _Queue:
@@ -65,8 +91,8 @@ class _Queue:
         for t in tiles:
             self.groups[(t.matrix, t.row_block)].append(t)
 
-    def __len__(self) -> int:
-        return sum(len(q) for q in self.groups.values())
+    def put_back(self, tile: Tile) -> None:
+        self.groups[(tile.matrix, tile.row_block)].appendleft(tile)
 
     def take(self, prefer: tuple[str, int] | None) -> Tile | None:
         if prefer in self.groups:
@@ -81,6 +107,58 @@ class _Queue:
         return tile
 
 
+class _Pool:
+    """The actors, what each holds and runs, and the retry book-keeping."""
+
+    def __init__(self, actors: list[Any], tiles: Sequence[Tile], max_retries: int) -> None:
+        self.actors: dict[int, Any] = dict(enumerate(actors))
+        self.holding: dict[int, tuple[str, int] | None] = dict.fromkeys(self.actors)
+        self.load: dict[int, int] = dict.fromkeys(self.actors, 0)
+        self.deaths: dict[int, int] = dict.fromkeys(self.actors, 0)
+        self.pending: dict[Any, tuple[int, Tile]] = {}
+        self.failures: dict[str, int] = defaultdict(int)
+        self.queue = _Queue(tiles)
+        self.max_retries = max_retries
+
+    def feed(self, w: int) -> None:
+        while w in self.actors and self.load[w] < _IN_FLIGHT_PER_WORKER:
+            tile = self.queue.take(self.holding[w])
+            if tile is None:
+                return
+            self.holding[w] = (tile.matrix, tile.row_block)
+            self.pending[self.actors[w].compute.remote(tile.to_dict())] = (w, tile)
+            self.load[w] += 1
+
+    def failed(self, w: int, tile: Tile, exc: BaseException) -> None:
+        """Count a failure; requeue the tile or raise once its budget is spent."""
+        self.failures[tile.key] += 1
+        if isinstance(exc, RayActorError):
+            self.deaths[w] += 1
+            if self.deaths[w] > _ACTOR_RESTARTS and w in self.actors:
+                log.error("tile worker %d died %d times; dropping it", w, self.deaths[w])
+                del self.actors[w]
+        if self.failures[tile.key] > self.max_retries:
+            raise TileError(
+                f"Tile {tile.key} (rows {tile.rows}, cols {tile.cols}) failed "
+                f"{self.failures[tile.key]} times; last cause: {_cause(exc)}. Tiles already "
+                "written are kept: fix the cause and rerun the same job on the same --out to "
+                "compute only the missing ones."
+            ) from exc
+        if not self.actors:
+            raise TileError(f"Every tile worker died (last cause: {_cause(exc)}); tiles already "
+                            "written are kept. Check the cluster's nodes and rerun to resume.") \
+                from exc
+        log.warning("tile %s failed (attempt %d of %d): %s; retrying", tile.key,
+                    self.failures[tile.key], self.max_retries + 1, _cause(exc))
+        self.queue.put_back(tile)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    tail = [ln for ln in text if ln.strip()][-1:] if text else []
+    return f"{type(exc).__name__}: {tail[0] if tail else ''}".strip()
+
+
 def run_tiles(
     tiles: Sequence[Tile],
     store_location: str,
@@ -88,50 +166,42 @@ def run_tiles(
     *,
     workers: int | None = None,
     cache_blocks: int = 3,
+    max_retries: int = 3,
     callbacks: Sequence[Callback] = (),
 ) -> RunStats:
     """Compute ``tiles`` into the store at ``store_location`` on the connected Ray cluster.
 
-    ``workers`` caps the pool (default: one per CPU); each worker keeps up to ``cache_blocks``
-    blocks of states resident (the cost model sizes it to the worker's memory).
+    ``workers`` caps the pool (default: one per CPU, or per GPU for GPU backends); each worker
+    keeps up to ``cache_blocks`` blocks of states resident; a tile is retried at most
+    ``max_retries`` times.
     """
     stats = RunStats()
     if not tiles:
         return stats
-    n_workers = min(default_workers(workers), len(tiles))
-    actor_cls = ray.remote(num_cpus=1)(TileWorker)
-    actors = [actor_cls.remote(store_location, backend, cache_blocks) for _ in range(n_workers)]
+    n_workers = min(default_workers(workers, backend), len(tiles))
+    env = {k: os.environ[k] for k in FAULT_ENV if k in os.environ}
+    actor_cls = ray.remote(max_restarts=_ACTOR_RESTARTS, **_actor_resources(backend))(TileWorker)
+    options: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+    actors = [actor_cls.options(**options).remote(store_location, backend, cache_blocks)
+              for _ in range(n_workers)]
     stats.workers = n_workers
-    queue = _Queue(tiles)
-    holding: list[tuple[str, int] | None] = [None] * n_workers
-    pending: dict[Any, tuple[int, Tile]] = {}
-    load = [0] * n_workers
+    pool = _Pool(actors, tiles, max_retries)
     start = time.perf_counter()
-
-    def feed(w: int) -> None:
-        while load[w] < _IN_FLIGHT_PER_WORKER:
-            tile = queue.take(holding[w])
-            if tile is None:
-                return
-            holding[w] = (tile.matrix, tile.row_block)
-            pending[actors[w].compute.remote(tile.to_dict())] = (w, tile)
-            load[w] += 1
-
-    for w in range(n_workers):
-        feed(w)
     try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            ref = ready[0]
-            w, tile = pending.pop(ref)
-            load[w] -= 1
+        for w in list(pool.actors):
+            pool.feed(w)
+        while pool.pending:
+            ready, _ = ray.wait(list(pool.pending), num_returns=1)
+            w, tile = pool.pending.pop(ready[0])
+            pool.load[w] -= 1
             try:
-                result = ray.get(ref)
-            except Exception as exc:
-                raise TileError(
-                    f"Tile {tile.key} (rows {tile.rows}, cols {tile.cols}) failed: {exc}. Tiles "
-                    "already written are kept; rerun the same job on the same --out to resume."
-                ) from exc
+                result = ray.get(ready[0])
+            except Exception as exc:  # a tile or worker failure: retry within budget
+                stats.retries += 1
+                pool.failed(w, tile, exc)
+                for other in list(pool.actors):
+                    pool.feed(other)
+                continue
             stats.tiles_computed += 1
             stats.entries_computed += result["entries"]
             stats.nodes[result["node"]] = stats.nodes.get(result["node"], 0) + 1
@@ -139,7 +209,7 @@ def run_tiles(
                 key=result["key"], entries=result["entries"], seconds=result["seconds"],
                 node=result["node"], done=stats.tiles_computed, total=len(tiles),
                 elapsed=time.perf_counter() - start))
-            feed(w)
+            pool.feed(w)
     finally:
         for a in actors:
             ray.kill(a)

@@ -18,6 +18,7 @@ from qdist.backends import make_backend
 from qdist.config import BackendSpec
 from qdist.kernel.feature_maps import circuit_from_qpy
 from qdist.kernel.tiles import fidelity_tile
+from qdist.orchestration.faults import inject
 from qdist.planning.plan import Tile
 from qdist.storage import GramStore
 
@@ -51,6 +52,7 @@ class TileWorker:
     def compute(self, tile_dict: dict[str, Any]) -> dict[str, Any]:
         """Compute one tile, write its chunk, return a small result record."""
         tile = Tile.from_dict(tile_dict)
+        inject(tile.key, "start")
         start = time.perf_counter()
         rows = self._states(tile.matrix, tile.row_block, tile.rows)
         if tile.diagonal:
@@ -58,6 +60,7 @@ class TileWorker:
         else:
             cols = self._states("k_train", tile.col_block, tile.cols)
             values = fidelity_tile(rows, cols)
+        inject(tile.key, "before_write")
         self.store.write_tile(tile, values)
         return {"key": tile.key, "entries": int(values.size),
                 "seconds": time.perf_counter() - start, "node": _node_id(), "pid": os.getpid()}
