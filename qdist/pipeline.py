@@ -111,7 +111,7 @@ def prepare(config: RunConfig) -> Prepared:
     """Load, split and encode the cohort; build the circuit and the plan. No quantum work."""
     cohort = load_cohort(config.data, config.seed)
     n = cohort.n_samples
-    n_test = int(round(config.training.test_fraction * n))
+    n_test = round(config.training.test_fraction * n)
     if n_test < 2 or n - n_test < 2 * config.training.cv_folds:
         raise DataError(
             f"The cohort has {n} samples: with training.test_fraction="

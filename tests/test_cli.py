@@ -59,7 +59,7 @@ def test_json_summary(finished_run):
 
 
 def test_store_contents(finished_run):
-    _, _, job, s = finished_run
+    _, _, _, s = finished_run
     g = zarr.open_group(s["store"], mode="r")
     n_train, n_test = s["n_train"], s["n_test"]
     assert g["x_train"].shape == (n_train, 3) and g["x_train"].dtype == np.float64

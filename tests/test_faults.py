@@ -123,7 +123,7 @@ def _wait_for(predicate, timeout=120.0) -> None:
 
 @pytest.mark.integration
 def test_driver_killed_then_rerun_finishes_identically(tmp_path, job_and_reference):
-    job, prep, (ref_train, ref_test) = job_and_reference
+    job, _, (ref_train, ref_test) = job_and_reference
     job = {**job, "output": {"dir": str(tmp_path / "out")}}
     slow = {"QDIST_FAULTS": json.dumps({"*": ["sleep", 0.4]}), "QDIST_FAULTS_DIR": str(tmp_path)}
     proc = _start_cli(tmp_path, job, slow)
@@ -133,7 +133,7 @@ def test_driver_killed_then_rerun_finishes_identically(tmp_path, job_and_referen
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     done_before = _chunks(tmp_path / "out")
-    assert 0 < done_before
+    assert done_before > 0
     assert (tmp_path / "out" / "store.zarr.lease").exists()  # left behind by the dead driver
     again = _start_cli(tmp_path, job, {})
     out, err = again.communicate(timeout=300)

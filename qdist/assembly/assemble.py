@@ -2,8 +2,9 @@
 
 ``k_train`` holds only its upper-triangle tiles (the rest is NaN fill). With ``U`` the stored
 array, ``K[i, j] = U[i, j]`` for ``i <= j`` and ``U[j, i]`` otherwise: every entry comes from
-exactly one written chunk. Checks, before anything trains on it: every planned tile present, no NaN, unit diagonal,
-diagonal tiles symmetric, all values in [0, 1]; the first violation is named by tile.
+exactly one written chunk. Checks, before anything trains on it: every planned tile present,
+no NaN, unit diagonal, diagonal tiles symmetric, all values in [0, 1]; the first violation is
+named by tile.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A worker keeps the states of the blocks it used most recently, as many as its memory budget
 allows (its current row block stays resident while column blocks stream past), so a block's
-states are computed once per worker rather than once per tile when the budget holds them all. Everything it needs arrives as picklable config; the backend is built inside it.
+states are computed once per worker rather than once per tile when the budget holds them all.
+Everything it needs arrives as picklable config; the backend is built inside it.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class GramStore:
         done: set[tuple[int, int]] = set()
         encode = arr.metadata.encode_chunk_key  # type: ignore[union-attr]
         keys = {k[len(prefix):] for k in sync(listing())}
-        grid = arr._chunk_grid_shape  # noqa: SLF001 - public equivalent not offered by zarr 3.1
+        grid = arr._chunk_grid_shape
         for i in range(grid[0]):
             for j in range(grid[1]):
                 if encode((i, j)) in keys:

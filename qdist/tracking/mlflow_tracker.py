@@ -79,8 +79,9 @@ class MlflowTracker:
 
         ``schema_rows`` (a few input rows) only shape the signature; no data is logged.
         """
-        import qdist
         from mlflow.models import infer_signature
+
+        import qdist
 
         signature = infer_signature(schema_rows, model.predict(None, schema_rows))
         with warnings.catch_warnings():
