@@ -2,6 +2,8 @@
 
 ``qdist run JOB.yaml [--out DIR] [--address RAY_ADDRESS] [--tracking-uri URI] [--json]``
 ``qdist validate JOB.yaml`` prints the resolved config without computing anything.
+``qdist submit JOB.yaml --address http://HEAD:8265 [--out DIR] [--wait]`` runs it as a Ray job;
+``qdist status|logs|stop ID --address ...`` follow it.
 """
 
 from __future__ import annotations
@@ -94,7 +96,74 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the result as one JSON object on the last line of stdout")
     val = sub.add_parser("validate", help="check a job file and print the resolved config")
     val.add_argument("job")
+    _add_job_commands(sub)
     return p
+
+
+_ADDRESS_HELP = ("job API of the cluster's head, e.g. http://127.0.0.1:8265 (default: "
+                 "$QDIST_RAY_ADDRESS, then $RAY_ADDRESS)")
+
+
+def _add_job_commands(sub: Any) -> None:
+    """``submit``, ``status``, ``logs``, ``stop``: Ray jobs on a remote cluster."""
+    submit = sub.add_parser("submit", help="run a job file as a Ray job on a cluster")
+    submit.add_argument("job", help="job file (YAML), inside the working directory")
+    submit.add_argument("--address", help=_ADDRESS_HELP)
+    submit.add_argument("--out", help="output folder on the cluster (storage every node sees)")
+    submit.add_argument("--tracking-uri", help="MLflow tracking URI the cluster can reach")
+    submit.add_argument("--working-dir",
+                        help="folder uploaded with the job (default: the current directory)")
+    submit.add_argument("--wait", action="store_true",
+                        help="wait for the end; print the status and the last log line")
+    submit.add_argument("--timeout", type=float, default=24 * 3600.0,
+                        help="with --wait: give up waiting after this many seconds")
+    for name, text in (("status", "print a submitted job's state"),
+                       ("logs", "print a submitted job's logs"),
+                       ("stop", "stop a submitted job")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("id", help="submission id printed by qdist submit")
+        cmd.add_argument("--address", help=_ADDRESS_HELP)
+        if name == "logs":
+            cmd.add_argument("--follow", "-f", action="store_true",
+                             help="keep printing until the job ends")
+
+
+def _job_command(args: argparse.Namespace) -> int:
+    from qdist.orchestration import submit as jobs
+
+    if not args.verbose:  # Ray's INFO lines (package upload, websocket) would bury the output
+        for handler in logging.getLogger("ray").handlers:
+            handler.setLevel(logging.WARNING)
+    address = jobs.resolve_address(args.address)
+    if args.command == "submit":
+        sid = jobs.submit_job(args.job, address, out=args.out, tracking_uri=args.tracking_uri,
+                              working_dir=args.working_dir)
+        print(sid, flush=True)
+        if not args.wait:
+            return 0
+        status = jobs.wait_job(sid, address, args.timeout)
+        lines = [ln for ln in jobs.job_logs(sid, address).splitlines() if ln.strip()]
+        print(status)
+        print(lines[-1] if lines else "(no log output)")
+        if status != "SUCCEEDED":
+            print(f"qdist: job {sid} {status}: {jobs.job_message(sid, address)}; full logs: "
+                  f"qdist logs {sid} --address {address}", file=sys.stderr)
+        return 0 if status == "SUCCEEDED" else 1
+    if args.command == "status":
+        print(jobs.job_status(args.id, address))
+    elif args.command == "logs" and args.follow:
+        try:
+            for chunk in jobs.follow_logs(args.id, address):
+                print(chunk, end="", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C ends the following, not the job
+            return 130
+    elif args.command == "logs":
+        print(jobs.job_logs(args.id, address), end="")
+    else:
+        stopped = jobs.stop_job(args.id, address)
+        print(f"{args.id}: stop requested" if stopped else
+              f"{args.id}: already ended ({jobs.job_status(args.id, address)})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,8 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # MLflow's INFO chatter (table creation, pickling notes) hides the summary
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # read when mlflow is imported
         logging.getLogger("mlflow").setLevel(logging.ERROR)
     try:
+        if args.command in ("submit", "status", "logs", "stop"):
+            return _job_command(args)
         if args.command == "validate":
             from qdist.config import load_config
 

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
 from qdist.data.cohort import Cohort
-from qdist.errors import DataError
+from qdist.errors import DataError, StoreError
 from qdist.events import Callback, PhaseStarted, RunFinished, RunStarted, emit
 from qdist.kernel.diagnostics import kernel_diagnostics
 from qdist.kernel.feature_maps import build_feature_map, circuit_fingerprint, circuit_to_qpy
@@ -183,7 +183,11 @@ def run_job(
     emit(cbs, PhaseStarted("prepare"))
     prep = prepare(config)
     out_dir = Path(config.output.dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"The output folder {str(out_dir)!r} cannot be created: {exc}. Pass "
+                         "--out (or output.dir) with a writable folder.") from exc
     store_location = str((out_dir / "store.zarr").resolve())
     attrs = {"fingerprint": prep.fingerprint, "data_fingerprint": prep.data_fingerprint,
              "config": config.to_dict(), "versions": _versions(), "plan": prep.plan.summary(),

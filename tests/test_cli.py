@@ -103,6 +103,9 @@ def test_mlflow_contents(finished_run):
         assert name in metrics, name
     assert metrics["test_accuracy"] == pytest.approx(s["metrics"]["test_accuracy"])
     assert client.get_metric_history(run.info.run_id, "tiles_done")[-1].value == 9
+    # live progress: throughput and ETA beside the tile count, the last ETA zero
+    assert client.get_metric_history(run.info.run_id, "tiles_per_second")[-1].value > 0
+    assert client.get_metric_history(run.info.run_id, "eta_seconds")[-1].value == 0
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"job.yaml", "store_uri.txt", "plots"} <= names
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

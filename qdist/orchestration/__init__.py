@@ -1,4 +1,4 @@
-"""The only package that imports ray: tile workers, the runner and (later) job submission."""
+"""The only package that imports ray: tile workers, the runner and Ray Jobs submission."""
 
 from qdist.orchestration.runner import RunStats, run_tiles
 
