@@ -1,25 +1,16 @@
-"""Job configuration: frozen, validated spec dataclasses and the layered loader.
+"""The job's spec dataclasses: frozen, slotted, validated in ``__post_init__``.
 
-Layers, later wins: dataclass defaults -> job YAML -> ``QDIST_`` environment variables
-(``QDIST_FEATURE_MAP__QUBITS=8``: section and field joined by a double underscore, the value
-parsed as YAML) -> explicit overrides (CLI flags). Unknown keys and wrong types are errors that
-name the field, the value found and the fix. Secrets never live here: they are read from the
-environment by the adapter that needs them.
+Each field has a docstring; errors name the job-file field, the value found and the fix.
+Secrets never live here: adapters read them from the environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from qdist.errors import ConfigError
 
@@ -29,19 +20,16 @@ __all__ = [
     "PreprocessSpec",
     "FeatureMapSpec",
     "BackendSpec",
+    "QpuSpec",
     "TilingSpec",
     "TrainingSpec",
     "OutputSpec",
     "TrackingSpec",
     "RunConfig",
-    "load_config",
-    "config_from_dict",
+    "fail",
 ]
 
-_ENV_PREFIX = "QDIST_"
-
-
-def _fail(path: str, expected: str, value: object, fix: str) -> ConfigError:
+def fail(path: str, expected: str, value: object, fix: str) -> ConfigError:
     return ConfigError(
         f"The job-file field '{path}' must be {expected}; got {value!r}. {fix}"
     )
@@ -66,19 +54,19 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.n_samples < 4:
-            raise _fail("data.synthetic.n_samples", "an integer >= 4", self.n_samples,
+            raise fail("data.synthetic.n_samples", "an integer >= 4", self.n_samples,
                         "Ask for more samples.")
         if not self.blocks or any(w < 1 for w in self.blocks.values()):
-            raise _fail("data.synthetic.blocks", "a non-empty mapping of block name to width >= 1",
+            raise fail("data.synthetic.blocks", "a non-empty mapping of block name to width >= 1",
                         self.blocks, "Give every omics block at least one feature.")
         if self.n_latent < 1:
-            raise _fail("data.synthetic.n_latent", "an integer >= 1", self.n_latent,
+            raise fail("data.synthetic.n_latent", "an integer >= 1", self.n_latent,
                         "Use at least one latent factor.")
         if not 0.0 <= self.noise < math.inf:
-            raise _fail("data.synthetic.noise", "a finite float >= 0", self.noise,
+            raise fail("data.synthetic.noise", "a finite float >= 0", self.noise,
                         "Use e.g. 1.0.")
         if not 0.05 <= self.class_balance <= 0.95:
-            raise _fail("data.synthetic.class_balance", "a float in [0.05, 0.95]",
+            raise fail("data.synthetic.class_balance", "a float in [0.05, 0.95]",
                         self.class_balance, "Use e.g. 0.5.")
 
 
@@ -101,7 +89,7 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if self.source == "table" and not self.path:
-            raise _fail("data.path", "a CSV, TSV or Parquet file when data.source is 'table'",
+            raise fail("data.path", "a CSV, TSV or Parquet file when data.source is 'table'",
                         self.path, "Set data.path, or use data.source: synthetic.")
 
 
@@ -118,7 +106,7 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.angle_range <= 4 * math.pi:
-            raise _fail("preprocess.angle_range", "a float in (0, 4*pi]", self.angle_range,
+            raise fail("preprocess.angle_range", "a float in (0, 4*pi]", self.angle_range,
                         "Use pi (the default).")
 
 
@@ -144,18 +132,18 @@ class FeatureMapSpec:
 
     def __post_init__(self) -> None:
         if not 1 <= self.qubits <= 30:
-            raise _fail("feature_map.qubits", "an integer in [1, 30] for statevector backends",
+            raise fail("feature_map.qubits", "an integer in [1, 30] for statevector backends",
                         self.qubits, "Lower the qubit count.")
         if self.reps < 1:
-            raise _fail("feature_map.reps", "an integer >= 1", self.reps, "Use e.g. 2.")
+            raise fail("feature_map.reps", "an integer >= 1", self.reps, "Use e.g. 2.")
         if not 0.0 < self.bandwidth < math.inf:
-            raise _fail("feature_map.bandwidth", "a finite float > 0", self.bandwidth,
+            raise fail("feature_map.bandwidth", "a finite float > 0", self.bandwidth,
                         "Use 1.0 for no scaling, or a value in (0, 1] to widen the kernel.")
         if not math.isfinite(self.alpha):
-            raise _fail("feature_map.alpha", "a finite float", self.alpha, "Use 2.0.")
+            raise fail("feature_map.alpha", "a finite float", self.alpha, "Use 2.0.")
         bad = [p for p in self.paulis if not p or set(p) - set("IXYZ")]
         if self.kind == "pauli" and (not self.paulis or bad):
-            raise _fail("feature_map.paulis", "a non-empty list of strings over I, X, Y, Z",
+            raise fail("feature_map.paulis", "a non-empty list of strings over I, X, Y, Z",
                         list(self.paulis), "Use e.g. [Z, ZZ].")
 
 
@@ -163,9 +151,10 @@ class FeatureMapSpec:
 class BackendSpec:
     """What computes the per-sample states."""
 
-    kind: Literal["batched", "statevector", "aer"] = "batched"
+    kind: Literal["batched", "statevector", "aer", "qpu"] = "batched"
     """``batched``: qdist's engine, a block of samples at once (NumPy; CuPy on GPU);
-    ``statevector``: qiskit.quantum_info per sample; ``aer``: Aer statevector with parameter binding."""
+    ``statevector``: qiskit.quantum_info per sample; ``aer``: Aer statevector with parameter
+    binding; ``qpu``: shots of compute-uncompute circuits, configured in the ``qpu`` section."""
     device: Literal["CPU", "GPU"] = "CPU"
     """``GPU``: the batched engine on CuPy, or Aer with qiskit-aer-gpu."""
     precision: Literal["double", "single"] = "double"
@@ -177,6 +166,55 @@ class BackendSpec:
     def itemsize(self) -> int:
         """Bytes per amplitude."""
         return 16 if self.precision == "double" else 8
+
+
+@dataclass(frozen=True, slots=True)
+class QpuSpec:
+    """Shot-based kernels on a QPU queue (used when ``backend.kind`` is ``qpu``).
+
+    Credentials never live here: the ``ibm`` provider reads ``QISKIT_IBM_TOKEN`` (and
+    ``QISKIT_IBM_INSTANCE``, ``QISKIT_IBM_CHANNEL``) from the environment.
+    """
+
+    provider: Literal["aer", "fake", "ibm", "spool"] = "aer"
+    """``aer``: Aer with shots; ``fake``: qiskit-ibm-runtime local testing mode on a fake
+    backend; ``ibm``: IBM Quantum; ``spool``: a local job service (``qdist.backends.spool``)."""
+    backend: str = "fake_torino"
+    """Device name (``ibm``), fake backend name (``fake``, ``spool``; noise model for ``aer``)."""
+    shots: int = 1024
+    """Shots per kernel entry."""
+    optimization_level: int = 1
+    """Transpiler optimisation level of the one ISA circuit."""
+    initial_layout: tuple[int, ...] | None = None
+    """Physical qubits for the circuit's qubits; default: the transpiler's choice."""
+    max_shots_total: int = 50_000_000
+    """Budget: the run is refused before any submission if it needs more shots."""
+    max_jobs_in_flight: int = 4
+    """Jobs the queue actor keeps submitted at once."""
+    readout_mitigation: bool = False
+    """Invert per-qubit readout errors (tensored model) on every tile."""
+    depolarizing_mitigation: bool = False
+    """Invert global depolarizing noise using the measured diagonal (see kernel.mitigation)."""
+    psd_repair: Literal["none", "train", "joint"] = "train"
+    """Clip negative eigenvalues of the train Gram (``joint``: map the test rows too)."""
+    spool_dir: str | None = None
+    """Folder of the ``spool`` job service."""
+
+    def __post_init__(self) -> None:
+        if self.shots < 1:
+            raise fail("qpu.shots", "an integer >= 1", self.shots, "Use e.g. 1024.")
+        if not 0 <= self.optimization_level <= 3:
+            raise fail("qpu.optimization_level", "an integer in [0, 3]",
+                        self.optimization_level, "Use 1.")
+        if self.max_jobs_in_flight < 1:
+            raise fail("qpu.max_jobs_in_flight", "an integer >= 1", self.max_jobs_in_flight,
+                        "Use e.g. 4.")
+        if self.max_shots_total < 1:
+            raise fail("qpu.max_shots_total", "an integer >= 1", self.max_shots_total,
+                        "Set the number of shots you are prepared to spend.")
+        if self.provider == "spool" and not self.spool_dir:
+            raise fail("qpu.spool_dir", "a folder when qpu.provider is 'spool'",
+                        self.spool_dir, "Set qpu.spool_dir to the job service's folder.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +234,15 @@ class TilingSpec:
 
     def __post_init__(self) -> None:
         if self.size is not None and self.size < 1:
-            raise _fail("tiles.size", "an integer >= 1 or null (automatic)", self.size,
+            raise fail("tiles.size", "an integer >= 1 or null (automatic)", self.size,
                         "Use e.g. 64, or leave it out.")
         if self.max_retries < 0:
-            raise _fail("tiles.max_retries", "an integer >= 0", self.max_retries, "Use e.g. 3.")
+            raise fail("tiles.max_retries", "an integer >= 0", self.max_retries, "Use e.g. 3.")
         if not 0.0 < self.worker_memory_gb < math.inf:
-            raise _fail("tiles.worker_memory_gb", "a float > 0", self.worker_memory_gb,
+            raise fail("tiles.worker_memory_gb", "a float > 0", self.worker_memory_gb,
                         "Use e.g. 4.")
         if self.workers is not None and self.workers < 1:
-            raise _fail("tiles.workers", "an integer >= 1 or null", self.workers,
+            raise fail("tiles.workers", "an integer >= 1 or null", self.workers,
                         "Leave it out to use every CPU.")
 
 
@@ -221,13 +259,13 @@ class TrainingSpec:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
-            raise _fail("training.test_fraction", "a float in (0, 1)", self.test_fraction,
+            raise fail("training.test_fraction", "a float in (0, 1)", self.test_fraction,
                         "Use e.g. 0.25.")
         if not self.c_grid or any(not 0.0 < c < math.inf for c in self.c_grid):
-            raise _fail("training.c_grid", "a non-empty list of floats in (0, inf)",
+            raise fail("training.c_grid", "a non-empty list of floats in (0, inf)",
                         list(self.c_grid), "Use e.g. [0.1, 1, 10].")
         if self.cv_folds < 2:
-            raise _fail("training.cv_folds", "an integer >= 2", self.cv_folds, "Use e.g. 5.")
+            raise fail("training.cv_folds", "an integer >= 2", self.cv_folds, "Use e.g. 5.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +298,7 @@ class RunConfig:
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     feature_map: FeatureMapSpec = field(default_factory=FeatureMapSpec)
     backend: BackendSpec = field(default_factory=BackendSpec)
+    qpu: QpuSpec = field(default_factory=QpuSpec)
     tiles: TilingSpec = field(default_factory=TilingSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
@@ -272,6 +311,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         """Inverse of :meth:`to_dict`; validates every field."""
+        from qdist.config.loader import config_from_dict
+
         return config_from_dict(data)
 
     def flat(self) -> dict[str, str]:
@@ -299,140 +340,3 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against type hint ``tp`` and convert it; raise ConfigError naming ``path``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        rest = [a for a in args if a is not type(None)]
-        return _convert(rest[0], value, path)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise _fail(path, "one of " + ", ".join(repr(c) for c in choices), value,
-                        f"Pick one of {list(choices)}.")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise _fail(path, "a mapping (a YAML section)", value, "Write it as 'key: value' lines.")
-        return _build(tp, value, path)
-    if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise _fail(path, "a list", value, "Write it as [a, b, ...].")
-        (item_tp, _ellipsis) = typing.get_args(tp)
-        return tuple(_convert(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        key_tp, val_tp = typing.get_args(tp)
-        if not isinstance(value, Mapping):
-            raise _fail(path, "a mapping", value, "Write it as 'name: value' lines.")
-        return {_convert(key_tp, k, f"{path}.{k}"): _convert(val_tp, v, f"{path}.{k}")
-                for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _fail(path, "true or false", value, "Write true or false.")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(path, "an integer", value, "Write a whole number without quotes.")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(path, "a number", value, "Write a number without quotes.")
-        if not math.isfinite(value):
-            raise _fail(path, "a finite number", value, "Write a finite number.")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise _fail(path, "a string", value, "Quote it if YAML read it as something else.")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a programming error
-
-
-def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(str(k) for k in data if k not in names)
-    if unknown:
-        where = f"section '{prefix}'" if prefix else "the top level"
-        raise ConfigError(
-            f"Unknown job-file key(s) {unknown} in {where}. Known keys: {sorted(names)}. "
-            "Fix the spelling or remove the key."
-        )
-    kwargs = {k: _convert(hints[k], v, f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """Build and validate a :class:`RunConfig` from plain data (a parsed job file)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"A job file must be a YAML mapping of sections; got {type(data).__name__}. "
-            "Start it with e.g. 'name: my-job'."
-        )
-    result: RunConfig = _build(RunConfig, data, "")
-    return result
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"Cannot set '{dotted}': '{part}' is not a section.")
-        node = child
-    node[parts[-1]] = value
-
-
-def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``QDIST_SECTION__FIELD=value`` variables as dotted overrides (values parsed as YAML)."""
-    env = os.environ if environ is None else environ
-    out: dict[str, Any] = {}
-    for key, raw in env.items():
-        if not key.startswith(_ENV_PREFIX) or "__" not in key:
-            continue
-        dotted = key[len(_ENV_PREFIX):].lower().replace("__", ".")
-        out[dotted] = yaml.safe_load(raw)
-    return out
-
-
-def load_config(
-    source: str | os.PathLike[str] | Mapping[str, Any],
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> RunConfig:
-    """Load a job file (or a mapping) with environment and explicit overrides applied.
-
-    ``overrides`` maps dotted field names (``"output.dir"``) to values and wins over the
-    environment, which wins over the file. Relative ``data.path`` values are resolved against
-    the job file's folder.
-    """
-    base_dir: Path | None = None
-    if isinstance(source, Mapping):
-        tree: Any = _to_plain(dict(source))
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"Job file {str(path)!r} does not exist. Check the path.")
-        base_dir = path.resolve().parent
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"Job file {str(path)!r} is not valid YAML: {exc}. Fix the syntax at that line."
-            ) from exc
-        if not isinstance(tree, dict):
-            raise ConfigError(
-                f"Job file {str(path)!r} must be a YAML mapping of sections; got "
-                f"{type(tree).__name__}. Start it with e.g. 'name: my-job'."
-            )
-    for dotted, value in {**env_overrides(environ), **(overrides or {})}.items():
-        _set_dotted(tree, dotted, value)
-    data = tree.get("data")
-    if base_dir is not None and isinstance(data, dict) and isinstance(data.get("path"), str):
-        p = Path(data["path"])
-        if not p.is_absolute():
-            data["path"] = str(base_dir / p)
-    return config_from_dict(tree)

@@ -1,0 +1,21 @@
+"""Job configuration: frozen, validated specs (:mod:`.specs`) and the layered loader
+(:mod:`.loader`)."""
+
+from qdist.config.loader import config_from_dict, env_overrides, load_config
+from qdist.config.specs import (
+    BackendSpec,
+    DataSpec,
+    FeatureMapSpec,
+    OutputSpec,
+    PreprocessSpec,
+    QpuSpec,
+    RunConfig,
+    SyntheticSpec,
+    TilingSpec,
+    TrackingSpec,
+    TrainingSpec,
+)
+
+__all__ = ["BackendSpec", "DataSpec", "FeatureMapSpec", "OutputSpec", "PreprocessSpec", "QpuSpec",
+           "RunConfig", "SyntheticSpec", "TilingSpec", "TrackingSpec", "TrainingSpec",
+           "config_from_dict", "env_overrides", "load_config"]
