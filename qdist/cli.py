@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qdist.errors import QdistError
-from qdist.events import Event, PhaseStarted, RunStarted, TileCompleted
+from qdist.events import Event, PhaseStarted, QpuBudgetReady, RunStarted, TileCompleted
 
 __all__ = ["main"]
 
@@ -31,6 +31,13 @@ class _Progress:
         self.entries = 0
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, QpuBudgetReady):  # always shown: it is about money
+            b = event.budget
+            print(f"qdist: QPU: {b['jobs']} jobs, {b['circuits']:,} circuits x "
+                  f"{b['shots_per_circuit']} shots = {b['shots_total']:,} shots, about "
+                  f"{b['estimated_qpu_seconds'] / 60:.1f} QPU minutes (estimate)",
+                  file=sys.stderr, flush=True)
+            return
         if not self.enabled:
             return
         if isinstance(event, PhaseStarted) and event.phase != "tiles":

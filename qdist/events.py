@@ -15,6 +15,7 @@ __all__ = [
     "Event",
     "RunStarted",
     "PhaseStarted",
+    "QpuBudgetReady",
     "TileCompleted",
     "RunFinished",
     "Callback",
@@ -50,6 +51,14 @@ class PhaseStarted(Event):
     """A named phase of the pipeline began (``load``, ``tiles``, ``assemble``, ``train``...)."""
 
     phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class QpuBudgetReady(Event):
+    """Before any QPU job is submitted: what the missing tiles will cost."""
+
+    budget: dict[str, Any]
+    """``jobs``, ``circuits``, ``shots_per_circuit``, ``shots_total``, ``estimated_qpu_seconds``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,14 @@ from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
 from qdist.data.cohort import Cohort
 from qdist.errors import DataError, StoreError
-from qdist.events import Callback, PhaseStarted, RunFinished, RunStarted, emit
+from qdist.events import (
+    Callback,
+    PhaseStarted,
+    QpuBudgetReady,
+    RunFinished,
+    RunStarted,
+    emit,
+)
 from qdist.kernel.diagnostics import kernel_diagnostics
 from qdist.kernel.feature_maps import build_feature_map, circuit_fingerprint, circuit_to_qpy
 from qdist.planning import Plan, make_plan
@@ -127,20 +134,51 @@ def prepare(config: RunConfig) -> Prepared:
     x_test = pre.transform(cohort.features[idx_test])
     circuit = build_feature_map(config.feature_map)
     qpy = circuit_to_qpy(circuit)
-    tiles = config.tiles
-    tile_size = resolve_tile_size(tiles.size, tiles.workers, tiles.worker_memory_gb, len(idx_train),
-                                  config.feature_map.qubits, config.backend.itemsize)
+    tile_size = _tile_size(config, len(idx_train))
     plan = make_plan(len(idx_train), len(idx_test), tile_size, config.seed)
+    if config.backend.kind == "qpu":
+        from qdist.qpu_steps import qpu_gate
+
+        qpu_gate(config, plan)  # refuse an over-budget job before anything exists
     y = cohort.labels
     data_fp = _sha(x_train.tobytes(), x_test.tobytes(), y[idx_train].tobytes(),
                    y[idx_test].tobytes())
     kernel_cfg = json.dumps({"feature_map": config.to_dict()["feature_map"],
                              "backend": config.to_dict()["backend"],
+                             "qpu": config.to_dict()["qpu"] if config.backend.kind == "qpu" else None,
                              "tile_size": tile_size, "seed": config.seed}, sort_keys=True)
     fingerprint = _sha(data_fp.encode(), circuit_fingerprint(circuit).encode(), kernel_cfg.encode())
     return Prepared(config, cohort, pre, idx_train, idx_test, x_train, x_test,
                     pre.features(cohort.features[idx_train]), pre.features(cohort.features[idx_test]),
                     qpy, plan, fingerprint, data_fp)
+
+
+def _tile_size(config: RunConfig, n_train: int) -> int:
+    if config.backend.kind == "qpu":
+        from qdist.qpu_steps import qpu_tile_size
+
+        return qpu_tile_size(config, n_train)
+    tiles = config.tiles
+    return resolve_tile_size(tiles.size, tiles.workers, tiles.worker_memory_gb, n_train,
+                             config.feature_map.qubits, config.backend.itemsize)
+
+
+def _compute_tiles(prep: Prepared, missing: list[Any], store_location: str,
+                   cbs: list[Callback]) -> Any:
+    """The tile phase on the connected Ray cluster: statevector workers or the QPU queue."""
+    config = prep.config
+    if config.backend.kind == "qpu":
+        from qdist.orchestration.qpu_queue import run_qpu_tiles
+
+        return run_qpu_tiles(missing, store_location, config.qpu, config.seed,
+                             max_retries=config.tiles.max_retries, callbacks=cbs)
+    from qdist.orchestration.runner import run_tiles
+
+    memory = WorkerMemory(int(config.tiles.worker_memory_gb * 1024**3), config.backend.itemsize)
+    cache = cached_blocks(prep.plan.tile_size, config.feature_map.qubits, memory,
+                          prep.plan.train_blocks + prep.plan.test_blocks)
+    return run_tiles(missing, store_location, config.backend, workers=config.tiles.workers,
+                     cache_blocks=cache, max_retries=config.tiles.max_retries, callbacks=cbs)
 
 
 def _store_arrays(p: Prepared) -> dict[str, np.ndarray]:
@@ -206,12 +244,14 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
                 address: str | None, cbs: list[Callback], job_text: str,
                 started: float) -> RunResult:
     """Everything after the lease is held: store, tiles, assembly, training, tracking."""
-    from qdist.orchestration.runner import default_workers, ensure_ray, run_tiles
+    from qdist.orchestration.runner import default_workers, ensure_ray
     from qdist.storage import GramStore
     from qdist.tracking import MlflowTracker, default_tracking_uri
 
     out_dir = Path(config.output.dir)
-    store = GramStore.create(store_location, _store_arrays(prep), prep.plan.tile_size, attrs)
+    qpu = config.backend.kind == "qpu"
+    store = GramStore.create(store_location, _store_arrays(prep), prep.plan.tile_size, attrs,
+                             shots=qpu)
     missing = store.missing(prep.plan)
 
     uri = config.tracking.uri or default_tracking_uri(out_dir)
@@ -226,17 +266,18 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
     try:
         started_ray = ensure_ray(address) if missing else False
         try:
-            workers = default_workers(config.tiles.workers, config.backend) if missing else 0
+            workers = (1 if qpu else default_workers(config.tiles.workers, config.backend)) \
+                if missing else 0
             emit(cbs, RunStarted(run_id, store_location, len(prep.plan.tiles), len(missing),
                                  workers))
+            if qpu:
+                from qdist.planning.qpu import qpu_budget
+
+                emit(cbs, QpuBudgetReady(qpu_budget(Plan(prep.plan.n_train, prep.plan.n_test,
+                                                         prep.plan.tile_size, tuple(missing)),
+                                                    config.qpu.shots)))
             emit(cbs, PhaseStarted("tiles"))
-            memory = WorkerMemory(int(config.tiles.worker_memory_gb * 1024**3),
-                                  config.backend.itemsize)
-            cache = cached_blocks(prep.plan.tile_size, config.feature_map.qubits, memory,
-                                  prep.plan.train_blocks + prep.plan.test_blocks)
-            stats = run_tiles(missing, store_location, config.backend,
-                              workers=config.tiles.workers, cache_blocks=cache,
-                              max_retries=config.tiles.max_retries, callbacks=cbs)
+            stats = _compute_tiles(prep, missing, store_location, cbs)
         finally:
             if started_ray:
                 import ray
@@ -267,15 +308,20 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
     config = prep.config
     emit(cbs, PhaseStarted("assemble"))
     kernels = assemble(store, prep.plan, prep.fingerprint)
+    k_train, k_test, noise_metrics = kernels.k_train, kernels.k_test, {}
+    if config.backend.kind == "qpu":
+        from qdist.qpu_steps import repair
+
+        k_train, k_test, noise_metrics = repair(config, k_train, k_test)
     emit(cbs, PhaseStarted("train"))
-    trained = train_and_evaluate(kernels.k_train, prep.y_train, kernels.k_test, prep.y_test,
+    trained = train_and_evaluate(k_train, prep.y_train, k_test, prep.y_test,
                                  prep.f_train, prep.f_test, config.training, config.seed)
-    diag, eig = kernel_diagnostics(kernels.k_train, prep.y_train)
+    diag, eig = kernel_diagnostics(k_train, prep.y_train)
     if diag["kernel_concentrated"]:
         log.warning("The kernel has concentrated (off-diagonal variance %.2e): it is nearly "
                     "constant. Lower feature_map.bandwidth or the qubit count.",
                     diag["kernel_offdiag_var"])
-    metrics = {**trained.metrics, **diag,
+    metrics = {**trained.metrics, **diag, **noise_metrics,
                "tiles_computed": float(stats.tiles_computed),
                "tile_retries": float(stats.retries),
                "tile_phase_seconds": stats.seconds,
@@ -295,7 +341,7 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
         list(prep.cohort.label_names))
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        heat = kernel_heatmap(kernels.k_train, prep.y_train, t / "kernel_heatmap.png",
+        heat = kernel_heatmap(k_train, prep.y_train, t / "kernel_heatmap.png",
                               f"K(train, train), {config.feature_map.kind}, "
                               f"{config.feature_map.qubits} qubits")
         spec = spectrum_plot(eig, t / "kernel_spectrum.png", "Eigen-spectrum of K(train, train)")

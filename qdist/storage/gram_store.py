@@ -50,11 +50,14 @@ class GramStore:
         arrays: Mapping[str, np.ndarray],
         tile_size: int,
         attrs: Mapping[str, Any],
+        shots: bool = False,
     ) -> GramStore:
         """Create the group, or reopen it for a resume when its fingerprint matches.
 
         ``attrs`` must hold ``fingerprint``. An existing store with another fingerprint is
-        refused (:class:`StoreMismatchError`) and left untouched.
+        refused (:class:`StoreMismatchError`) and left untouched. With ``shots``, the arrays
+        ``shots_k_train`` and ``shots_k_test`` (int32, tile-chunked) hold the shots behind every
+        estimated entry, so its binomial variance ``K (1 - K) / shots`` is known.
         """
         location = str(location)
         existing = cls._try_open(location)
@@ -82,6 +85,9 @@ class GramStore:
             group.create_array(name, shape=shape, chunks=(tile_size, tile_size), dtype="f8",
                                fill_value=np.nan, compressors=None,
                                attributes={"tile_size": tile_size})
+            if shots:
+                group.create_array(f"shots_{name}", shape=shape, chunks=(tile_size, tile_size),
+                                   dtype="i4", fill_value=0)
         store = cls(group, location)
         store.attrs = dict(attrs)  # written last: a store with attributes is fully created
         return store
@@ -143,12 +149,18 @@ class GramStore:
         return int(self.array("k_train").chunks[0])
 
     # ---------------------------------------------------------------- tiles
-    def write_tile(self, tile: Tile, values: np.ndarray) -> None:
-        """Write one whole tile (= one chunk). Idempotent: the same tile writes the same bytes."""
+    def write_tile(self, tile: Tile, values: np.ndarray, shots: np.ndarray | None = None) -> None:
+        """Write one whole tile (= one chunk). Idempotent: the same tile writes the same bytes.
+
+        Shot counts, when given, are written first: a tile counts as done once its values are
+        there, and by then its shots are too.
+        """
         arr = self.array(tile.matrix)
         if values.shape != tile.shape:
             raise StoreError(f"Tile {tile.key} has shape {values.shape}, expected {tile.shape}.")
         (r0, r1), (c0, c1) = tile.rows, tile.cols
+        if shots is not None:
+            self.array(f"shots_{tile.matrix}")[r0:r1, c0:c1] = shots
         arr[r0:r1, c0:c1] = values
 
     def done_chunks(self, matrix: str) -> set[tuple[int, int]]:

@@ -1,0 +1,198 @@
+"""The QPU queue: one Ray actor per QPU backend keeps a bounded number of jobs in flight.
+
+Each missing tile becomes one job with one PUB (all of the tile's pairs). The actor records a
+job's id in the store's job ledger (the ``qpu_jobs`` group's attributes, written only by this
+actor) as soon as the provider accepts it, before anything else happens, so a restarted run
+finds it: a job that is queued, running or done is re-attached instead of submitted again (on
+providers whose jobs outlive the driver: ``ibm`` and ``spool``; in-process ``aer``/``fake`` jobs
+die with it and are resubmitted). Finished jobs are collected into the tile's chunk and its
+shot counts; failed jobs are retried with exponential backoff up to ``max_retries`` times, then
+the run stops naming the tile.
+
+The actor asks Ray for the custom resource ``qpu`` when the cluster offers it (one unit per
+queue), so QPU queues land on the nodes set aside for them; otherwise one CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+
+from qdist.config import QpuSpec
+from qdist.errors import BackendError, TileError
+from qdist.events import Callback, TileCompleted, emit
+from qdist.planning.plan import Tile
+from qdist.storage import GramStore
+
+__all__ = ["QpuQueue", "QpuStats", "run_qpu_tiles"]
+
+log = logging.getLogger(__name__)
+
+_LEDGER = "qpu_jobs"
+_POLL_SECONDS = 0.2
+_BACKOFF_SECONDS = 1.0
+
+
+def _sampler(circuit: Any, spec: QpuSpec, seed: int) -> Any:
+    from qdist.backends.qpu import QpuTileSampler
+
+    return QpuTileSampler(circuit, provider=spec.provider, backend_name=spec.backend,
+                          shots=spec.shots, optimization_level=spec.optimization_level,
+                          initial_layout=list(spec.initial_layout) if spec.initial_layout else None,
+                          seed=seed, readout_mitigation=spec.readout_mitigation,
+                          spool_dir=spec.spool_dir)
+
+
+class QpuQueue:
+    """Submits, re-attaches, polls and collects the jobs of one store on one QPU backend."""
+
+    def __init__(self, store_location: str, spec: QpuSpec, seed: int) -> None:
+        from qdist.kernel.feature_maps import circuit_from_qpy
+
+        self.store = GramStore.open(store_location, mode="r+")
+        self.spec = spec
+        self.sampler = _sampler(circuit_from_qpy(self.store.read("feature_map_qpy")), spec, seed)
+        self.x = {"k_train": self.store.read("x_train"), "k_test": self.store.read("x_test")}
+        self.submissions = 0
+
+    def ledger(self) -> dict[str, Any]:
+        """Every job recorded so far: tile key -> record."""
+        return dict(self.store.group.require_group(_LEDGER).attrs)
+
+    def _record(self, tile: Tile, **fields: Any) -> None:
+        group = self.store.group.require_group(_LEDGER)
+        rec = dict(group.attrs.get(tile.key, {}))  # type: ignore[arg-type]
+        rec.update(fields)
+        group.attrs[tile.key] = rec
+
+    def _pairs(self, tile: Tile) -> np.ndarray:
+        return np.asarray(self.sampler.pairs(tile.rows, tile.cols, tile.diagonal))
+
+    def submit(self, tile_dict: dict[str, Any]) -> str:
+        """Submit the tile's job and record its id before returning it."""
+        tile = Tile.from_dict(tile_dict)
+        rows = self.x[tile.matrix][tile.rows[0]:tile.rows[1]]
+        cols = self.x["k_train"][tile.cols[0]:tile.cols[1]]
+        pub = self.sampler.make_pub(rows, cols, self._pairs(tile), tile.seed)
+        job_id = str(self.sampler.submit([pub], tile.seed))
+        self.submissions += 1
+        self._record(tile, job_id=job_id, provider=self.spec.provider, backend=self.spec.backend,
+                     shots=self.spec.shots, seed=tile.seed, submitted_at=time.time())
+        return job_id
+
+    def attach(self, job_id: str) -> bool:
+        """Re-attach to a job of an earlier process; False if the provider cannot."""
+        try:
+            self.sampler.attach(job_id)
+        except BackendError as exc:
+            log.info("cannot re-attach job %s: %s", job_id, exc)
+            return False
+        return True
+
+    def status(self, job_id: str) -> str:
+        return str(self.sampler.status(job_id))
+
+    def collect(self, tile_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """Write a finished job's tile (values and shot counts); return a result record."""
+        tile = Tile.from_dict(tile_dict)
+        counts = self.sampler.result(job_id)[0]
+        values, shots = self.sampler.tile_values(counts, self._pairs(tile), tile.shape,
+                                                 tile.diagonal)
+        self.store.write_tile(tile, values, shots=shots)
+        self._record(tile, status="DONE")
+        return {"key": tile.key, "entries": int(values.size), "job_id": job_id}
+
+    def submission_count(self) -> int:
+        return self.submissions
+
+
+@dataclass
+class QpuStats:
+    """What the QPU phase did (the runner's RunStats fields plus job figures)."""
+
+    tiles_computed: int = 0
+    entries_computed: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+    retries: int = 0
+    submitted: int = 0
+    reattached: int = 0
+    job_ids: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)
+
+
+def _queue_actor(spec: QpuSpec) -> Any:
+    resources = ray.cluster_resources()
+    opts: dict[str, Any] = ({"num_cpus": 0, "resources": {"qpu": 1}} if resources.get("qpu", 0) >= 1
+                            else {"num_cpus": 1})
+    return ray.remote(**opts)(QpuQueue)
+
+
+def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, seed: int, *,
+                  max_retries: int = 3, callbacks: Sequence[Callback] = ()) -> QpuStats:
+    """Compute ``tiles`` on the QPU queue, at most ``spec.max_jobs_in_flight`` jobs at once."""
+    stats = QpuStats()
+    if not tiles:
+        return stats
+    queue = _queue_actor(spec).remote(store_location, spec, seed)
+    ledger: dict[str, Any] = ray.get(queue.ledger.remote())
+    waiting = list(tiles)
+    flying: dict[str, tuple[Tile, str]] = {}
+    failures: dict[str, int] = {}
+    retry_at: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def launch(tile: Tile) -> None:
+        rec = ledger.pop(tile.key, None)
+        if rec and rec.get("job_id") and rec.get("status") != "ERROR" and ray.get(
+                queue.attach.remote(rec["job_id"])):
+            stats.reattached += 1
+            flying[tile.key] = (tile, rec["job_id"])
+            return
+        flying[tile.key] = (tile, ray.get(queue.submit.remote(tile.to_dict())))
+        stats.submitted += 1
+
+    try:
+        while waiting or flying:
+            now = time.monotonic()
+            ready = [t for t in waiting if retry_at.get(t.key, 0.0) <= now]
+            while ready and len(flying) < spec.max_jobs_in_flight:
+                tile = ready.pop(0)
+                waiting.remove(tile)
+                launch(tile)
+            for key, (tile, job_id) in list(flying.items()):
+                state = ray.get(queue.status.remote(job_id))
+                if state == "DONE":
+                    result = ray.get(queue.collect.remote(tile.to_dict(), job_id))
+                    del flying[key]
+                    stats.tiles_computed += 1
+                    stats.entries_computed += result["entries"]
+                    stats.job_ids[key] = job_id
+                    stats.nodes["qpu"] = stats.nodes.get("qpu", 0) + 1
+                    emit(callbacks, TileCompleted(
+                        key=key, entries=result["entries"], seconds=0.0, node="qpu",
+                        done=stats.tiles_computed, total=len(tiles),
+                        elapsed=time.perf_counter() - start))
+                elif state in ("ERROR", "CANCELLED"):
+                    del flying[key]
+                    failures[key] = failures.get(key, 0) + 1
+                    stats.retries += 1
+                    if failures[key] > max_retries:
+                        raise TileError(
+                            f"Tile {key}: QPU job {job_id} ended {state} {failures[key]} times. "
+                            "Tiles already written are kept; check the backend's status and "
+                            "rerun to resume (finished jobs are not submitted again).")
+                    retry_at[key] = time.monotonic() + _BACKOFF_SECONDS * 2 ** (failures[key] - 1)
+                    log.warning("QPU job %s of tile %s ended %s; retrying", job_id, key, state)
+                    waiting.append(tile)
+            time.sleep(_POLL_SECONDS)
+    finally:
+        ray.kill(queue)
+    stats.seconds = time.perf_counter() - start
+    return stats

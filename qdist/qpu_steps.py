@@ -1,0 +1,62 @@
+"""The QPU-specific steps of a run: tile sizing, the budget gate, the queue, the noise handling.
+
+Called by :mod:`qdist.pipeline` when ``backend.kind`` is ``qpu``; everything else about a run
+(store, lease, assembly, training, tracking) is shared with the statevector path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from qdist.config import RunConfig
+from qdist.errors import PlanError
+from qdist.kernel.mitigation import clip_psd, clip_psd_joint
+from qdist.planning.plan import Plan
+from qdist.planning.qpu import EXECUTION_LIMIT, check_budget, max_qpu_tile, qpu_budget
+
+__all__ = ["qpu_tile_size", "qpu_gate", "repair"]
+
+log = logging.getLogger(__name__)
+
+
+def qpu_tile_size(config: RunConfig, n_train: int) -> int:
+    """``tiles.size`` checked against the provider's execution limit, or the largest that fits."""
+    edge = max_qpu_tile(config.qpu.shots)
+    size = config.tiles.size
+    if size is None:
+        return min(edge, n_train)
+    if size > edge:
+        raise PlanError(
+            f"tiles.size={size} with qpu.shots={config.qpu.shots} puts {size * size * config.qpu.shots:,} "
+            f"circuit executions in one job, over the provider's {EXECUTION_LIMIT:,}. Use "
+            f"tiles.size <= {edge}, or fewer shots."
+        )
+    return size
+
+
+def qpu_gate(config: RunConfig, plan: Plan) -> dict[str, Any]:
+    """The whole plan's budget, refused before anything is written if it exceeds
+    ``qpu.max_shots_total``."""
+    budget = qpu_budget(plan, config.qpu.shots)
+    check_budget(budget, config.qpu.max_shots_total)
+    return budget
+
+
+def repair(config: RunConfig, k_train: np.ndarray, k_test: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """PSD repair of the shot-estimated Gram as the job asks; returns metrics to log."""
+    mode = config.qpu.psd_repair
+    if mode == "none":
+        return k_train, k_test, {}
+    min_eig = float(np.linalg.eigvalsh(k_train).min())
+    if mode == "joint":
+        k_train, k_test, clipped = clip_psd_joint(k_train, k_test)
+    else:
+        k_train, clipped = clip_psd(k_train)
+    log.info("PSD repair (%s) clipped %d eigenvalue(s); the smallest was %.3g", mode, clipped,
+             min_eig)
+    return k_train, k_test, {"qpu_psd_clipped_eigenvalues": float(clipped),
+                             "qpu_min_eigenvalue_before_repair": min_eig}
