@@ -309,10 +309,14 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
     emit(cbs, PhaseStarted("assemble"))
     kernels = assemble(store, prep.plan, prep.fingerprint)
     k_train, k_test, noise_metrics = kernels.k_train, kernels.k_test, {}
+    texts = {"job.yaml": job_text, "store_uri.txt": store.location + "\n"}
     if config.backend.kind == "qpu":
-        from qdist.qpu_steps import repair
+        from qdist.qpu_steps import qpu_record, repair
 
         k_train, k_test, noise_metrics = repair(config, k_train, k_test)
+        job_metrics, ledger = qpu_record(store, stats)
+        noise_metrics.update(job_metrics)
+        texts["qpu_jobs.json"] = json.dumps(ledger, indent=2, sort_keys=True)
     emit(cbs, PhaseStarted("train"))
     trained = train_and_evaluate(k_train, prep.y_train, k_test, prep.y_test,
                                  prep.f_train, prep.f_test, config.training, config.seed)
@@ -338,15 +342,14 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
     qk_model = QuantumKernelModel(
         prep.preprocessor, list(prep.cohort.feature_names), prep.qpy.tobytes(), config.backend,
         prep.x_train[support], model.dual_coef_[0].copy(), float(model.intercept_[0]),
-        list(prep.cohort.label_names))
+        list(prep.cohort.label_names), qpu=config.qpu if config.backend.kind == "qpu" else None)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         heat = kernel_heatmap(k_train, prep.y_train, t / "kernel_heatmap.png",
                               f"K(train, train), {config.feature_map.kind}, "
                               f"{config.feature_map.qubits} qubits")
         spec = spectrum_plot(eig, t / "kernel_spectrum.png", "Eigen-spectrum of K(train, train)")
-        tracker.log_artifacts([("plots", heat), ("plots", spec)],
-                              {"job.yaml": job_text, "store_uri.txt": store.location + "\n"})
+        tracker.log_artifacts([("plots", heat), ("plots", spec)], texts)
     import pandas as pd
 
     schema_rows = pd.DataFrame(prep.cohort.features[prep.idx_train[:2]],

@@ -17,7 +17,7 @@ from qdist.kernel.mitigation import clip_psd, clip_psd_joint
 from qdist.planning.plan import Plan
 from qdist.planning.qpu import EXECUTION_LIMIT, check_budget, max_qpu_tile, qpu_budget
 
-__all__ = ["qpu_tile_size", "qpu_gate", "repair"]
+__all__ = ["qpu_tile_size", "qpu_gate", "qpu_record", "repair"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,23 @@ def qpu_gate(config: RunConfig, plan: Plan) -> dict[str, Any]:
     ``qpu.max_shots_total``."""
     budget = qpu_budget(plan, config.qpu.shots)
     check_budget(budget, config.qpu.max_shots_total)
+    if config.qpu.provider == "ibm":
+        from qdist.backends.qpu_providers import IbmCredentials
+
+        IbmCredentials.from_env()  # a missing variable stops the run here, named
     return budget
+
+
+def qpu_record(store: Any, stats: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics of the QPU phase and the job ledger (tile -> job id, shots, seed...), which is
+    also copied into the store's provenance."""
+    ledger = dict(store.group["qpu_jobs"].attrs) if "qpu_jobs" in store.group else {}
+    provenance = dict(store.attrs.get("provenance", {}))
+    provenance["qpu_jobs"] = ledger
+    store.update_attrs(provenance=provenance)
+    metrics = {"qpu_jobs_submitted": float(getattr(stats, "submitted", 0)),
+               "qpu_jobs_reattached": float(getattr(stats, "reattached", 0))}
+    return metrics, ledger
 
 
 def repair(config: RunConfig, k_train: np.ndarray, k_test: np.ndarray

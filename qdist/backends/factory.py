@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from qiskit.circuit import QuantumCircuit
 
 from qdist.backends.base import StateBackend
-from qdist.config import BackendSpec
+from qdist.config import BackendSpec, QpuSpec
 from qdist.errors import BackendError
 
-__all__ = ["make_backend"]
+__all__ = ["make_backend", "make_qpu_sampler"]
 
 
 def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
@@ -26,6 +28,11 @@ def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
             f"{spec.kind!r} computes in double precision. Remove backend.precision or use "
             "kind: batched."
         )
+    if spec.kind == "qpu":
+        raise BackendError(
+            "backend.kind 'qpu' has no per-sample states: its tiles come from shots of "
+            "compute-uncompute circuits (qdist.backends.qpu); use make_qpu_sampler."
+        )
     if spec.kind == "statevector":
         if spec.device != "CPU":
             raise BackendError(
@@ -41,3 +48,14 @@ def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
         return AerStatevectorBackend(circuit, device=spec.device)
     raise BackendError(f"Unknown backend.kind {spec.kind!r}; use 'batched', 'statevector' or "
                        "'aer'.")
+
+
+def make_qpu_sampler(circuit: QuantumCircuit, spec: QpuSpec, seed: int) -> Any:
+    """The shot-based tile sampler ``spec`` describes (the circuit is transpiled once here)."""
+    from qdist.backends.qpu import QpuTileSampler
+
+    return QpuTileSampler(circuit, provider=spec.provider, backend_name=spec.backend,
+                          shots=spec.shots, optimization_level=spec.optimization_level,
+                          initial_layout=list(spec.initial_layout) if spec.initial_layout else None,
+                          seed=seed, readout_mitigation=spec.readout_mitigation,
+                          spool_dir=spec.spool_dir)

@@ -179,8 +179,9 @@ class QpuSpec:
     provider: Literal["aer", "fake", "ibm", "spool"] = "aer"
     """``aer``: Aer with shots; ``fake``: qiskit-ibm-runtime local testing mode on a fake
     backend; ``ibm``: IBM Quantum; ``spool``: a local job service (``qdist.backends.spool``)."""
-    backend: str = "fake_torino"
-    """Device name (``ibm``), fake backend name (``fake``, ``spool``; noise model for ``aer``)."""
+    backend: str | None = None
+    """Device name (``ibm``) or fake backend name (``fake``: e.g. ``fake_torino``); for ``aer``
+    and ``spool`` an optional fake backend whose noise model to simulate (default noiseless)."""
     shots: int = 1024
     """Shots per kernel entry."""
     optimization_level: int = 1
@@ -212,6 +213,9 @@ class QpuSpec:
         if self.max_shots_total < 1:
             raise fail("qpu.max_shots_total", "an integer >= 1", self.max_shots_total,
                         "Set the number of shots you are prepared to spend.")
+        if self.provider in ("fake", "ibm") and not self.backend:
+            raise fail("qpu.backend", f"a backend name when qpu.provider is {self.provider!r}",
+                       self.backend, "Set e.g. qpu.backend: fake_torino.")
         if self.provider == "spool" and not self.spool_dir:
             raise fail("qpu.spool_dir", "a folder when qpu.provider is 'spool'",
                         self.spool_dir, "Set qpu.spool_dir to the job service's folder.")

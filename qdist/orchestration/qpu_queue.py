@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from qdist.backends.factory import make_qpu_sampler
 from qdist.config import QpuSpec
 from qdist.errors import BackendError, TileError
 from qdist.events import Callback, TileCompleted, emit
@@ -39,16 +40,6 @@ _POLL_SECONDS = 0.2
 _BACKOFF_SECONDS = 1.0
 
 
-def _sampler(circuit: Any, spec: QpuSpec, seed: int) -> Any:
-    from qdist.backends.qpu import QpuTileSampler
-
-    return QpuTileSampler(circuit, provider=spec.provider, backend_name=spec.backend,
-                          shots=spec.shots, optimization_level=spec.optimization_level,
-                          initial_layout=list(spec.initial_layout) if spec.initial_layout else None,
-                          seed=seed, readout_mitigation=spec.readout_mitigation,
-                          spool_dir=spec.spool_dir)
-
-
 class QpuQueue:
     """Submits, re-attaches, polls and collects the jobs of one store on one QPU backend."""
 
@@ -57,7 +48,7 @@ class QpuQueue:
 
         self.store = GramStore.open(store_location, mode="r+")
         self.spec = spec
-        self.sampler = _sampler(circuit_from_qpy(self.store.read("feature_map_qpy")), spec, seed)
+        self.sampler = make_qpu_sampler(circuit_from_qpy(self.store.read("feature_map_qpy")), spec, seed)
         self.x = {"k_train": self.store.read("x_train"), "k_test": self.store.read("x_test")}
         self.submissions = 0
 
@@ -74,12 +65,24 @@ class QpuQueue:
     def _pairs(self, tile: Tile) -> np.ndarray:
         return np.asarray(self.sampler.pairs(tile.rows, tile.cols, tile.diagonal))
 
+    def status(self, job_id: str) -> str:
+        return str(self.sampler.status(job_id))
+
     def submit(self, tile_dict: dict[str, Any]) -> str:
-        """Submit the tile's job and record its id before returning it."""
+        """Submit the tile's job and record its id before returning it.
+
+        A tile with no pairs (a 1 x 1 diagonal tile: K = 1 exactly) needs no job: it is written
+        at once and the empty id is returned.
+        """
         tile = Tile.from_dict(tile_dict)
+        pairs = self._pairs(tile)
+        if len(pairs) == 0:
+            values, shots = self.sampler.tile_values([], pairs, tile.shape, tile.diagonal)
+            self.store.write_tile(tile, values, shots=shots)
+            return ""
         rows = self.x[tile.matrix][tile.rows[0]:tile.rows[1]]
         cols = self.x["k_train"][tile.cols[0]:tile.cols[1]]
-        pub = self.sampler.make_pub(rows, cols, self._pairs(tile), tile.seed)
+        pub = self.sampler.make_pub(rows, cols, pairs)
         job_id = str(self.sampler.submit([pub], tile.seed))
         self.submissions += 1
         self._record(tile, job_id=job_id, provider=self.spec.provider, backend=self.spec.backend,
@@ -94,9 +97,6 @@ class QpuQueue:
             log.info("cannot re-attach job %s: %s", job_id, exc)
             return False
         return True
-
-    def status(self, job_id: str) -> str:
-        return str(self.sampler.status(job_id))
 
     def collect(self, tile_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
         """Write a finished job's tile (values and shot counts); return a result record."""
@@ -155,8 +155,22 @@ def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, see
             stats.reattached += 1
             flying[tile.key] = (tile, rec["job_id"])
             return
-        flying[tile.key] = (tile, ray.get(queue.submit.remote(tile.to_dict())))
-        stats.submitted += 1
+        job_id = ray.get(queue.submit.remote(tile.to_dict()))
+        if job_id:
+            flying[tile.key] = (tile, job_id)
+            stats.submitted += 1
+        else:  # no pairs, written at once
+            done(tile, job_id, tile.shape[0] * tile.shape[1])
+
+    def done(tile: Tile, job_id: str, entries: int) -> None:
+        stats.tiles_computed += 1
+        stats.entries_computed += entries
+        if job_id:
+            stats.job_ids[tile.key] = job_id
+        stats.nodes["qpu"] = stats.nodes.get("qpu", 0) + 1
+        emit(callbacks, TileCompleted(
+            key=tile.key, entries=entries, seconds=0.0, node="qpu", done=stats.tiles_computed,
+            total=len(tiles), elapsed=time.perf_counter() - start))
 
     try:
         while waiting or flying:
@@ -171,14 +185,7 @@ def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, see
                 if state == "DONE":
                     result = ray.get(queue.collect.remote(tile.to_dict(), job_id))
                     del flying[key]
-                    stats.tiles_computed += 1
-                    stats.entries_computed += result["entries"]
-                    stats.job_ids[key] = job_id
-                    stats.nodes["qpu"] = stats.nodes.get("qpu", 0) + 1
-                    emit(callbacks, TileCompleted(
-                        key=key, entries=result["entries"], seconds=0.0, node="qpu",
-                        done=stats.tiles_computed, total=len(tiles),
-                        elapsed=time.perf_counter() - start))
+                    done(tile, job_id, result["entries"])
                 elif state in ("ERROR", "CANCELLED"):
                     del flying[key]
                     failures[key] = failures.get(key, 0) + 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
 from qdist.events import Event, RunFinished, TileCompleted
 
@@ -83,7 +84,11 @@ class MlflowTracker:
 
         import qdist
 
-        signature = infer_signature(schema_rows, model.predict(None, schema_rows))
+        # the output example is built, not predicted: predicting could submit QPU jobs
+        labels = list(model.label_names)[: len(schema_rows)]
+        outputs = pd.DataFrame({"prediction": labels + labels[:1] * (len(schema_rows) - len(labels)),
+                                "decision": np.zeros(len(schema_rows))})
+        signature = infer_signature(schema_rows, outputs)
         with warnings.catch_warnings():
             # MLflow nags for an input example; logging one would copy patient rows into it
             warnings.simplefilter("ignore", UserWarning)
