@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_fake_backend_end_to_end_with_job_ids(tmp_path):
     assert len(ledger) == 9 and all(r["job_id"] and r["shots"] == 2000 for r in ledger.values())
     client = MlflowClient(result.tracking_uri)
     local = client.download_artifacts(result.mlflow_run_id, "qpu_jobs.json", str(tmp_path))
-    assert json.loads(open(local).read()) == ledger
+    assert json.loads(Path(local).read_text()) == ledger
     assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
 
 
@@ -174,7 +175,7 @@ def test_refused_before_anything_is_written(tmp_path, qpu, env, needle):
 def test_token_never_reaches_errors_or_params(tmp_path, monkeypatch):
     secret = "tok-" + "9f3a" * 8
     monkeypatch.setenv("QISKIT_IBM_TOKEN", secret)
-    with pytest.raises(Exception) as info:  # noqa: PT011 - whatever fails, it must not leak
+    with pytest.raises(Exception) as info:
         run_job(qpu_job(tmp_path, provider="ibm", backend="ibm_torino"))
     assert secret not in str(info.value) and secret not in repr(info.value)
     store = tmp_path / "out" / "store.zarr"
