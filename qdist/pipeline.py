@@ -164,14 +164,15 @@ def _tile_size(config: RunConfig, n_train: int) -> int:
 
 
 def _compute_tiles(prep: Prepared, missing: list[Any], store_location: str,
-                   cbs: list[Callback]) -> Any:
+                   cbs: list[Callback], diagonal_due: bool = False) -> Any:
     """The tile phase on the connected Ray cluster: statevector workers or the QPU queue."""
     config = prep.config
     if config.backend.kind == "qpu":
         from qdist.orchestration.qpu_queue import run_qpu_tiles
 
         return run_qpu_tiles(missing, store_location, config.qpu, config.seed,
-                             max_retries=config.tiles.max_retries, callbacks=cbs)
+                             max_retries=config.tiles.max_retries, callbacks=cbs,
+                             measure_diagonal=diagonal_due)
     from qdist.orchestration.runner import run_tiles
 
     memory = WorkerMemory(int(config.tiles.worker_memory_gb * 1024**3), config.backend.itemsize)
@@ -264,7 +265,9 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
                                   {"qdist.run_id": run_id, "qdist.store": store_location})
     cbs.append(tracker)
     try:
-        started_ray = ensure_ray(address) if missing else False
+        # the QPU's measured diagonal (depolarizing mitigation) is work too, done after the tiles
+        diagonal_due = qpu and config.qpu.depolarizing_mitigation and "kdiag_train" not in store.group
+        started_ray = ensure_ray(address) if missing or diagonal_due else False
         try:
             workers = (1 if qpu else default_workers(config.tiles.workers, config.backend)) \
                 if missing else 0
@@ -277,7 +280,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
                                                          prep.plan.tile_size, tuple(missing)),
                                                     config.qpu.shots)))
             emit(cbs, PhaseStarted("tiles"))
-            stats = _compute_tiles(prep, missing, store_location, cbs)
+            stats = _compute_tiles(prep, missing, store_location, cbs, diagonal_due)
         finally:
             if started_ray:
                 import ray
@@ -313,7 +316,7 @@ def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Call
     if config.backend.kind == "qpu":
         from qdist.qpu_steps import qpu_record, repair
 
-        k_train, k_test, noise_metrics = repair(config, k_train, k_test)
+        k_train, k_test, noise_metrics = repair(config, store, k_train, k_test)
         job_metrics, ledger = qpu_record(store, stats)
         noise_metrics.update(job_metrics)
         texts["qpu_jobs.json"] = json.dumps(ledger, indent=2, sort_keys=True)

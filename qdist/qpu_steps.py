@@ -13,7 +13,12 @@ import numpy as np
 
 from qdist.config import RunConfig
 from qdist.errors import PlanError
-from qdist.kernel.mitigation import clip_psd, clip_psd_joint
+from qdist.kernel.mitigation import (
+    clip_psd,
+    clip_psd_joint,
+    depolarizing_mitigation,
+    survival_from_diagonal,
+)
 from qdist.planning.plan import Plan
 from qdist.planning.qpu import EXECUTION_LIMIT, check_budget, max_qpu_tile, qpu_budget
 
@@ -61,12 +66,22 @@ def qpu_record(store: Any, stats: Any) -> tuple[dict[str, float], dict[str, Any]
     return metrics, ledger
 
 
-def repair(config: RunConfig, k_train: np.ndarray, k_test: np.ndarray
+def repair(config: RunConfig, store: Any, k_train: np.ndarray, k_test: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """PSD repair of the shot-estimated Gram as the job asks; returns metrics to log."""
+    """Depolarizing mitigation (from the measured diagonal) and PSD repair of the
+    shot-estimated kernels, as the job asks; returns the kernels and metrics to log."""
+    metrics: dict[str, float] = {}
+    if config.qpu.depolarizing_mitigation:
+        q = config.feature_map.qubits
+        lam_train = survival_from_diagonal(store.read("kdiag_train"), q)
+        lam_test = survival_from_diagonal(store.read("kdiag_test"), q)
+        k_train = depolarizing_mitigation(k_train, lam_train, lam_train, q)
+        np.fill_diagonal(k_train, 1.0)
+        k_test = depolarizing_mitigation(k_test, lam_test, lam_train, q)
+        metrics["qpu_mean_survival"] = float(np.concatenate([lam_train, lam_test]).mean())
     mode = config.qpu.psd_repair
     if mode == "none":
-        return k_train, k_test, {}
+        return k_train, k_test, metrics
     min_eig = float(np.linalg.eigvalsh(k_train).min())
     if mode == "joint":
         k_train, k_test, clipped = clip_psd_joint(k_train, k_test)
@@ -74,5 +89,6 @@ def repair(config: RunConfig, k_train: np.ndarray, k_test: np.ndarray
         k_train, clipped = clip_psd(k_train)
     log.info("PSD repair (%s) clipped %d eigenvalue(s); the smallest was %.3g", mode, clipped,
              min_eig)
-    return k_train, k_test, {"qpu_psd_clipped_eigenvalues": float(clipped),
-                             "qpu_min_eigenvalue_before_repair": min_eig}
+    metrics.update({"qpu_psd_clipped_eigenvalues": float(clipped),
+                    "qpu_min_eigenvalue_before_repair": min_eig})
+    return k_train, k_test, metrics

@@ -108,8 +108,40 @@ class QpuQueue:
         self._record(tile, status="DONE")
         return {"key": tile.key, "entries": int(values.size), "job_id": job_id}
 
-    def submission_count(self) -> int:
-        return self.submissions
+    def diagonal_done(self) -> bool:
+        """True when the measured diagonal (for depolarizing mitigation) is in the store."""
+        return "kdiag_train" in self.store.group and not np.isnan(
+            self.store.read("kdiag_train")).any()
+
+    def _diagonal_x(self) -> np.ndarray:
+        return np.vstack([self.x["k_train"], self.x["k_test"]])
+
+    def submit_diagonal(self, seed: int) -> str:
+        """One job measuring ``K_hat(x_i, x_i)`` for every sample (ideally 1: what is lost is
+        noise), recorded in the ledger under ``diagonal``."""
+        x = self._diagonal_x()
+        pairs = np.repeat(np.arange(x.shape[0])[:, None], 2, axis=1)
+        job_id = str(self.sampler.submit([self.sampler.make_pub(x, x, pairs)], seed))
+        self.submissions += 1
+        group = self.store.group.require_group(_LEDGER)
+        group.attrs["diagonal"] = {"job_id": job_id, "provider": self.spec.provider,
+                                   "shots": self.spec.shots, "seed": seed,
+                                   "submitted_at": time.time()}
+        return job_id
+
+    def collect_diagonal(self, job_id: str) -> None:
+        """Write the measured diagonal as ``kdiag_train`` and ``kdiag_test``."""
+        x = self._diagonal_x()
+        n = x.shape[0]
+        column = np.stack([np.arange(n), np.zeros(n, dtype=np.int64)], axis=1)
+        values, _ = self.sampler.tile_values(self.sampler.result(job_id)[0], column, (n, 1),
+                                             False)
+        n_train = self.x["k_train"].shape[0]
+        for name, part in (("kdiag_train", values[:n_train, 0]), ("kdiag_test", values[n_train:, 0])):
+            if name not in self.store.group:
+                self.store.group.create_array(name, shape=part.shape, dtype="f8",
+                                              fill_value=np.nan)
+            self.store.array(name)[...] = part
 
 
 @dataclass
@@ -135,10 +167,12 @@ def _queue_actor(spec: QpuSpec) -> Any:
 
 
 def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, seed: int, *,
-                  max_retries: int = 3, callbacks: Sequence[Callback] = ()) -> QpuStats:
-    """Compute ``tiles`` on the QPU queue, at most ``spec.max_jobs_in_flight`` jobs at once."""
+                  max_retries: int = 3, callbacks: Sequence[Callback] = (),
+                  measure_diagonal: bool = False) -> QpuStats:
+    """Compute ``tiles`` on the QPU queue, at most ``spec.max_jobs_in_flight`` jobs at once;
+    then, with ``measure_diagonal``, the samples' own fidelities for depolarizing mitigation."""
     stats = QpuStats()
-    if not tiles:
+    if not tiles and not measure_diagonal:
         return stats
     queue = _queue_actor(spec).remote(store_location, spec, seed)
     ledger: dict[str, Any] = ray.get(queue.ledger.remote())
@@ -199,7 +233,38 @@ def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, see
                     log.warning("QPU job %s of tile %s ended %s; retrying", job_id, key, state)
                     waiting.append(tile)
             time.sleep(_POLL_SECONDS)
+        if measure_diagonal and not ray.get(queue.diagonal_done.remote()):
+            _measure_diagonal(queue, ledger.get("diagonal"), seed, max_retries, stats)
     finally:
         ray.kill(queue)
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def _measure_diagonal(queue: Any, record: dict[str, Any] | None, seed: int, max_retries: int,
+                      stats: QpuStats) -> None:
+    """Run (or re-attach to) the diagonal job and store its values."""
+    job_id = record.get("job_id") if record else None
+    if job_id and ray.get(queue.attach.remote(job_id)):
+        stats.reattached += 1
+    else:
+        job_id = ray.get(queue.submit_diagonal.remote(seed))
+        stats.submitted += 1
+    for attempt in range(max_retries + 1):
+        state = ray.get(queue.status.remote(job_id))
+        while state not in ("DONE", "ERROR", "CANCELLED"):
+            time.sleep(_POLL_SECONDS)
+            state = ray.get(queue.status.remote(job_id))
+        if state == "DONE":
+            ray.get(queue.collect_diagonal.remote(job_id))
+            stats.job_ids["diagonal"] = job_id
+            return
+        if attempt == max_retries:
+            break
+        time.sleep(_BACKOFF_SECONDS * 2**attempt)
+        job_id = ray.get(queue.submit_diagonal.remote(seed))
+        stats.submitted += 1
+        stats.retries += 1
+    raise TileError(f"The diagonal job for depolarizing mitigation ended {state} "
+                    f"{max_retries + 1} times (last job {job_id}). The tiles are stored; rerun "
+                    "to retry, or set qpu.depolarizing_mitigation: false.")
