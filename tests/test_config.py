@@ -121,3 +121,8 @@ def test_flat_params_cover_every_field():
     assert flat["feature_map.qubits"] == "6"
     assert "data.synthetic.blocks" in flat and "training.c_grid" in flat
     assert all(isinstance(v, str) for v in flat.values())
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "jobs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_job_file_is_valid(path):
+    load_config(path, environ={})

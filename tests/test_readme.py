@@ -28,6 +28,11 @@ def test_yaml_reference_is_a_valid_job_and_matches_the_demo():
     assert documented == load_config(REPO / "jobs" / "demo.yaml", environ={})
 
 
+@pytest.mark.parametrize("index", range(1, len(YAML_BLOCKS)))
+def test_other_yaml_examples_are_valid_job_fragments(index):
+    config_from_dict(yaml.safe_load(YAML_BLOCKS[index]))
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_python_example_runs(tmp_path, index):

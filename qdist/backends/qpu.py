@@ -159,13 +159,14 @@ class QpuTileSampler:
         if provider in ("aer", "spool") and name in (None, "", "aer"):
             from qiskit_aer import AerSimulator
 
-            sim = AerSimulator()
+            # a PUB's parameter rows are separate Aer experiments: run them on every core
+            sim = AerSimulator(max_parallel_experiments=0)
             return sim, sim
         device = fake_backend(str(name))
         if provider == "aer":
             from qiskit_aer import AerSimulator
 
-            return device, AerSimulator.from_backend(device)
+            return device, AerSimulator.from_backend(device, max_parallel_experiments=0)
         return device, device
 
     def _transpile(self) -> QuantumCircuit:

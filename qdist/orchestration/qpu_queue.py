@@ -28,6 +28,7 @@ from qdist.backends.factory import make_qpu_sampler
 from qdist.config import QpuSpec
 from qdist.errors import BackendError, TileError
 from qdist.events import Callback, TileCompleted, emit
+from qdist.orchestration.runner import RunStats
 from qdist.planning.plan import Tile
 from qdist.storage import GramStore
 
@@ -137,7 +138,8 @@ class QpuQueue:
         values, _ = self.sampler.tile_values(self.sampler.result(job_id)[0], column, (n, 1),
                                              False)
         n_train = self.x["k_train"].shape[0]
-        for name, part in (("kdiag_train", values[:n_train, 0]), ("kdiag_test", values[n_train:, 0])):
+        parts = (("kdiag_train", values[:n_train, 0]), ("kdiag_test", values[n_train:, 0]))
+        for name, part in parts:
             if name not in self.store.group:
                 self.store.group.create_array(name, shape=part.shape, dtype="f8",
                                               fill_value=np.nan)
@@ -145,18 +147,13 @@ class QpuQueue:
 
 
 @dataclass
-class QpuStats:
-    """What the QPU phase did (the runner's RunStats fields plus job figures)."""
+class QpuStats(RunStats):
+    """What the QPU phase did: the runner's figures plus the jobs."""
 
-    tiles_computed: int = 0
-    entries_computed: int = 0
-    seconds: float = 0.0
     workers: int = 1
-    retries: int = 0
     submitted: int = 0
     reattached: int = 0
     job_ids: dict[str, str] = field(default_factory=dict)
-    nodes: dict[str, int] = field(default_factory=dict)
 
 
 def _queue_actor(spec: QpuSpec) -> Any:
