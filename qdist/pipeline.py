@@ -245,7 +245,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
                 address: str | None, cbs: list[Callback], job_text: str,
                 started: float) -> RunResult:
     """Everything after the lease is held: store, tiles, assembly, training, tracking."""
-    from qdist.orchestration.runner import default_workers, ensure_ray
+    from qdist.orchestration.runner import default_workers, ensure_ray, release_ray
     from qdist.storage import GramStore
     from qdist.tracking import MlflowTracker, default_tracking_uri
 
@@ -283,9 +283,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
             stats = _compute_tiles(prep, missing, store_location, cbs, diagonal_due)
         finally:
             if started_ray:
-                import ray
-
-                ray.shutdown()
+                release_ray()
         result = _finish(prep, store, stats, tracker, cbs, job_text)
     except BaseException:
         tracker.end("FAILED")

@@ -31,7 +31,7 @@ from qdist.orchestration.faults import FAULT_ENV
 from qdist.orchestration.worker import TileWorker
 from qdist.planning.plan import Tile
 
-__all__ = ["RunStats", "run_tiles", "ensure_ray", "default_workers"]
+__all__ = ["RunStats", "run_tiles", "ensure_ray", "release_ray", "default_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ def ensure_ray(address: str | None = None) -> bool:
     else:
         ray.init(logging_level=logging.WARNING, include_dashboard=False)
     return True
+
+
+def release_ray() -> None:
+    """Disconnect from (and, if embedded, stop) the Ray that :func:`ensure_ray` started."""
+    ray.shutdown()
 
 
 def _actor_resources(backend: BackendSpec) -> dict[str, Any]:
