@@ -266,6 +266,85 @@ def run_point(n: int, q: int, tile: int, with_ray: bool) -> dict[str, Any]:
     return row
 
 
+def run_point_gpu(n: int, q: int, tile: int) -> dict[str, Any]:
+    """The engine and tiles on an NVIDIA GPU (CuPy), against the device's own complex GEMM.
+
+    The bound is one complex128 ``S^* S^T`` of the full shape on the device; the engine's
+    fraction of it is ``(symmetric Gram flops) / time / (GEMM flop rate)``. Correctness: the
+    device kernel against the CPU engine on a subset.
+    """
+    import cupy as cp
+
+    from qdist.kernel.engine import BatchedEngine
+    from qdist.kernel.tiles import fidelity_tile
+    from qdist.planning.plan import block_bounds
+
+    rng = np.random.default_rng(n * 100 + q)
+    x = rng.uniform(0, np.pi, size=(n, q))
+    circuit = feature_map(q)
+    row: dict[str, Any] = {"n": n, "qubits": q, "tile": tile, "device": cp.cuda.runtime
+                           .getDeviceProperties(0)["name"].decode()}
+    s = cp.asarray(rng.standard_normal((n, 2**q)) + 1j * rng.standard_normal((n, 2**q)))
+    (s.conj() @ s.T).sum().item()  # warm-up
+    cp.cuda.Device().synchronize()
+    start = time.perf_counter()
+    (s.conj() @ s.T).sum().item()
+    gemm_s = time.perf_counter() - start
+    del s
+    row.update(raw_gemm_s=gemm_s, raw_gemm_gflops=8.0 * n * n * 2**q / gemm_s / 1e9)
+    for label, dtype in (("c128", np.complex128), ("c64", np.complex64)):
+        eng = BatchedEngine(circuit, dtype=dtype, xp=cp)
+        eng.states(x[:2])
+        cp.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        nb = -(-n // tile)
+        blocks = [eng.states(x[slice(*block_bounds(n, tile, b))]) for b in range(nb)]
+        cp.cuda.Device().synchronize()
+        t1 = time.perf_counter()
+        k = np.empty((n, n))
+        for i in range(nb):
+            ri = slice(*block_bounds(n, tile, i))
+            k[ri, ri] = fidelity_tile(blocks[i])
+            for j in range(i + 1, nb):
+                rj = slice(*block_bounds(n, tile, j))
+                k[ri, rj] = fidelity_tile(blocks[i], blocks[j])
+                k[rj, ri] = k[ri, rj].T
+        t2 = time.perf_counter()
+        sym_flops = 8.0 * n * n * 2**q / 2
+        row.update({f"{label}_states_s": t1 - t0, f"{label}_tiles_s": t2 - t1,
+                    f"{label}_us_per_entry": (t2 - t0) / (n * n) * 1e6,
+                    f"{label}_fraction_of_gemm_rate": sym_flops / (t2 - t0)
+                    / (row["raw_gemm_gflops"] * 1e9)})
+        if label == "c128":
+            m = min(n, 300)
+            from qdist.kernel.engine import BatchedEngine as CpuEngine
+
+            cpu = CpuEngine(circuit).states(x[:m])
+            ref = np.abs(cpu.conj() @ cpu.T) ** 2
+            row["c128_max_abs_err_vs_cpu"] = float(np.abs(k[:m, :m] - ref).max())
+            k128 = k
+        else:
+            row["c64_max_abs_err"] = float(np.abs(k - k128).max())
+        del blocks
+        cp.get_default_memory_pool().free_all_blocks()
+    return row
+
+
+def markdown_gpu(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"# Kernel benchmark on GPU ({meta['date']})", "",
+             f"Device: {rows[0]['device'] if rows else '?'}; host: {meta['machine']['cpu']}. "
+             "ZZ feature map, reps 2, linear. Engine and tiles on CuPy; tiles copied to the host.",
+             "", "| n | q | raw GEMM GFLOP/s | c128 us/entry | c128 share of GEMM rate | "
+             "c64 us/entry | c64 share | c128 err vs CPU | c64 err |", "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r['n']} | {r['qubits']} | {r['raw_gemm_gflops']:.0f} | "
+            f"{r['c128_us_per_entry']:.3g} | {r['c128_fraction_of_gemm_rate']:.2f} | "
+            f"{r['c64_us_per_entry']:.3g} | {r['c64_fraction_of_gemm_rate']:.2f} | "
+            f"{r['c128_max_abs_err_vs_cpu']:.1e} | {r['c64_max_abs_err']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     def f(v: Any, fmt: str = ".3g") -> str:
         return "-" if v is None else format(v, fmt)
@@ -309,6 +388,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=512, help="tile edge (default 512)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray + Zarr Gram phase")
     parser.add_argument("--name", default=None, help="result file stem")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                        help="gpu: the engine and tiles on CuPy against the device's GEMM")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -318,6 +399,15 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "grid": grid,
             "tile": args.tile}
     rows = []
+    if args.device == "gpu":
+        grid = grid if args.grid else [(4000, 12), (8000, 14), (20000, 12), (2000, 16), (500, 20)]
+        rows = [run_point_gpu(n, q, min(args.tile, n)) for n, q in grid]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stem = args.name or "kernel_gpu"
+        (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        (RESULTS / f"{stem}.md").write_text(markdown_gpu(rows, meta))
+        print(markdown_gpu(rows, meta))
+        return
     for n, q in grid:
         row = run_point(n, q, min(args.tile, n), not args.no_ray)
         print(json.dumps(row), flush=True)

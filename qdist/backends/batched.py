@@ -47,7 +47,7 @@ class BatchedBackend:
     circuit : QuantumCircuit
         The feature map; its parameters, in ``circuit.parameters`` order, are the columns of x.
     device : {"CPU", "GPU"}
-        ``"GPU"`` runs the same engine on CuPy arrays (states come back as numpy arrays).
+        ``"GPU"`` runs the same engine on CuPy arrays (states stay on the device).
     dtype : numpy dtype
         ``np.complex128`` (default, exact to ~1e-14) or ``np.complex64`` (half the memory,
         amplitudes within ~1e-6 for practical feature maps).
@@ -77,7 +77,10 @@ class BatchedBackend:
             log.info("Circuit %s transpiled to the engine basis: %s", circuit.name, exc)
             self.engine = build(lowered)
 
-    def states(self, x: np.ndarray) -> np.ndarray:
-        """``(n, 2**q)`` states for ``x`` of shape ``(n, p)``; see the StateBackend protocol."""
-        out = self.engine.states(x)
-        return out if self._xp is np else self._xp.asnumpy(out)
+    def states(self, x: np.ndarray) -> Any:
+        """``(n, 2**q)`` states for ``x`` of shape ``(n, p)``; see the StateBackend protocol.
+
+        On ``GPU`` the states stay on the device (a CuPy array): tiles are then multiplied there
+        and only the finished ``t x t`` tile is copied back (:func:`qdist.kernel.tiles.fidelity_tile`).
+        """
+        return self.engine.states(x)
