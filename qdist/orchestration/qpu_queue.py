@@ -51,7 +51,6 @@ class QpuQueue:
         self.spec = spec
         self.sampler = make_qpu_sampler(circuit_from_qpy(self.store.read("feature_map_qpy")), spec, seed)
         self.x = {"k_train": self.store.read("x_train"), "k_test": self.store.read("x_test")}
-        self.submissions = 0
 
     def ledger(self) -> dict[str, Any]:
         """Every job recorded so far: tile key -> record."""
@@ -85,7 +84,6 @@ class QpuQueue:
         cols = self.x["k_train"][tile.cols[0]:tile.cols[1]]
         pub = self.sampler.make_pub(rows, cols, pairs)
         job_id = str(self.sampler.submit([pub], tile.seed))
-        self.submissions += 1
         self._record(tile, job_id=job_id, provider=self.spec.provider, backend=self.spec.backend,
                      shots=self.spec.shots, seed=tile.seed, submitted_at=time.time())
         return job_id
@@ -123,7 +121,6 @@ class QpuQueue:
         x = self._diagonal_x()
         pairs = np.repeat(np.arange(x.shape[0])[:, None], 2, axis=1)
         job_id = str(self.sampler.submit([self.sampler.make_pub(x, x, pairs)], seed))
-        self.submissions += 1
         group = self.store.group.require_group(_LEDGER)
         group.attrs["diagonal"] = {"job_id": job_id, "provider": self.spec.provider,
                                    "shots": self.spec.shots, "seed": seed,

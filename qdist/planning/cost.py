@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from qdist.errors import PlanError
 
 __all__ = ["MIN_CACHED_BLOCKS", "WorkerMemory", "worker_bytes", "cached_blocks",
-           "choose_tile_size", "check_tile_fits", "gram_flops", "resolve_tile_size"]
+           "choose_tile_size", "check_tile_fits", "resolve_tile_size"]
 
 MIN_CACHED_BLOCKS = 2
 """A worker holds at least its row block and one column block."""
@@ -82,12 +82,6 @@ def choose_tile_size(n: int, qubits: int, workers: int, memory: WorkerMemory) ->
         if enough and worker_bytes(t, qubits, memory.itemsize) <= memory.bytes:
             return t
     return 1
-
-
-def gram_flops(n_rows: int, n_cols: int, qubits: int, symmetric: bool) -> float:
-    """Real flops of the overlap GEMMs (complex multiply-add = 8 flops); half when symmetric."""
-    full = 8.0 * n_rows * n_cols * (2**qubits)
-    return full / 2 if symmetric else full
 
 
 _ASSUMED_WORKERS = 8

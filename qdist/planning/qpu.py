@@ -20,7 +20,7 @@ from typing import Any
 from qdist.errors import PlanError
 from qdist.planning.plan import Plan
 
-__all__ = ["EXECUTION_LIMIT", "max_qpu_tile", "tile_pairs", "qpu_budget", "check_budget"]
+__all__ = ["EXECUTION_LIMIT", "max_qpu_tile", "tile_pair_count", "qpu_budget", "check_budget"]
 
 EXECUTION_LIMIT = 10_000_000
 """Circuit executions (pairs x shots) one job may hold."""
@@ -37,7 +37,7 @@ def max_qpu_tile(shots: int, limit: int = EXECUTION_LIMIT) -> int:
     return edge
 
 
-def tile_pairs(shape: tuple[int, int], diagonal: bool) -> int:
+def tile_pair_count(shape: tuple[int, int], diagonal: bool) -> int:
     """Circuits (pairs) a tile needs."""
     r, c = shape
     return r * (r - 1) // 2 if diagonal else r * c
@@ -46,7 +46,7 @@ def tile_pairs(shape: tuple[int, int], diagonal: bool) -> int:
 def qpu_budget(plan: Plan, shots: int, shot_seconds: float = 250e-6,
                job_overhead_seconds: float = 2.0) -> dict[str, Any]:
     """Jobs, circuits, shots and estimated QPU seconds of ``plan`` (tiles with no pairs skipped)."""
-    circuits = [tile_pairs(t.shape, t.diagonal) for t in plan.tiles]
+    circuits = [tile_pair_count(t.shape, t.diagonal) for t in plan.tiles]
     jobs = sum(1 for c in circuits if c)
     total = sum(circuits)
     return {"jobs": jobs, "circuits": total, "shots_per_circuit": shots,
