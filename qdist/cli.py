@@ -76,8 +76,10 @@ def _summary(result: Any) -> str:
         f"  {'model':<28}{'accuracy':>10}{'bal. acc.':>11}{'ROC AUC':>9}",
         f"  {'quantum kernel SVC':<28}{m['test_accuracy']:>10.3f}"
         f"{m['test_balanced_accuracy']:>11.3f}{m['test_roc_auc']:>9.3f}",
-        f"  {'classical RBF SVC (baseline)':<28}{m['rbf_test_accuracy']:>10.3f}"
-        f"{m['rbf_test_balanced_accuracy']:>11.3f}{m['rbf_test_roc_auc']:>9.3f}",
+        *(f"  {name:<28}{m[p + 'test_accuracy']:>10.3f}{m[p + 'test_balanced_accuracy']:>11.3f}"
+          f"{m[p + 'test_roc_auc']:>9.3f}"
+          for name, p in (("baseline: RBF SVC", "rbf_"), ("baseline: logistic regr.", "logreg_"),
+                          ("baseline: random forest", "forest_"))),
         "",
         f"  kernel: off-diagonal mean {m['kernel_offdiag_mean']:.3f}, variance "
         f"{m['kernel_offdiag_var']:.2e}, target alignment {m['kernel_target_alignment']:.3f}"
@@ -103,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the result as one JSON object on the last line of stdout")
     val = sub.add_parser("validate", help="check a job file and print the resolved config")
     val.add_argument("job")
+    pred = sub.add_parser("predict", help="score new patients with a logged model")
+    pred.add_argument("model_uri", help="model URI printed by 'qdist run' (models:/...)")
+    pred.add_argument("table", help="CSV, TSV or Parquet with the training feature columns")
+    pred.add_argument("--out", help="write predictions here (.csv, .tsv, .parquet); "
+                      "default: CSV on stdout")
+    pred.add_argument("--id-column", default="sample_id",
+                      help="identifier column, pseudonymised in the output")
+    pred.add_argument("--tracking-uri", help="MLflow tracking URI that holds the model")
     _add_job_commands(sub)
     return p
 
@@ -183,6 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("submit", "status", "logs", "stop"):
             return _job_command(args)
+        if args.command == "predict":
+            from qdist.tracking.predict import predict_file
+
+            table = predict_file(args.model_uri, args.table, out=args.out,
+                                 id_column=args.id_column, tracking_uri=args.tracking_uri)
+            if args.out is None:
+                print(table.to_csv(index=False), end="")
+            else:
+                print(f"qdist: {len(table)} predictions written to {args.out}", file=sys.stderr)
+            return 0
         if args.command == "validate":
             from qdist.config import load_config
 

@@ -98,7 +98,8 @@ def test_mlflow_contents(finished_run):
     assert params["training.c_grid"] == "[0.1, 1.0, 10.0]"
     metrics = run.data.metrics
     for name in ("test_accuracy", "test_roc_auc", "test_balanced_accuracy", "rbf_test_accuracy",
-                 "rbf_test_roc_auc", "kernel_offdiag_mean", "kernel_target_alignment",
+                 "rbf_test_roc_auc", "logreg_test_roc_auc", "forest_test_roc_auc",
+                 "kernel_offdiag_mean", "kernel_target_alignment",
                  "cv_roc_auc_mean", "best_C", "tiles_done"):
         assert name in metrics, name
     assert metrics["test_accuracy"] == pytest.approx(s["metrics"]["test_accuracy"])
@@ -189,3 +190,26 @@ def test_validate_prints_resolved_config():
     proc = qdist("validate", str(REPO / "jobs" / "demo.yaml"))
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["feature_map"]["kind"] == "zz"
+
+
+def test_predict_new_patients_from_a_table(finished_run, tmp_path):
+    from qdist.config import config_from_dict
+    from qdist.pipeline import prepare
+
+    _, _, job, s = finished_run
+    prep = prepare(config_from_dict(job))
+    frame = pd.DataFrame(prep.cohort.features[prep.idx_test], columns=prep.cohort.feature_names)
+    frame.insert(0, "mrn", [f"MRN-{i:04d}" for i in range(len(frame))])
+    frame.to_parquet(tmp_path / "patients.parquet")
+    out = tmp_path / "pred.csv"
+    proc = qdist("predict", s["model_uri"], str(tmp_path / "patients.parquet"), "--out", str(out),
+                 "--id-column", "mrn", "--tracking-uri", s["tracking_uri"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["sample_id", "prediction", "decision"] and len(pred) == 15
+    assert not pred["sample_id"].str.contains("MRN").any()  # raw ids never leave the input
+    accuracy = float(np.mean(pred["prediction"].to_numpy() == prep.y_test))
+    assert accuracy == pytest.approx(s["metrics"]["test_accuracy"])
+    bad = qdist("predict", s["model_uri"], str(tmp_path / "patients.parquet"),
+                "--tracking-uri", "sqlite:///" + str(tmp_path / "empty.db"))
+    assert bad.returncode == 2 and "Cannot load the model" in bad.stderr

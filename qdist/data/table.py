@@ -12,7 +12,14 @@ from qdist.data.cohort import Cohort
 from qdist.data.pseudonym import pseudonymize
 from qdist.errors import DataError
 
-__all__ = ["read_table"]
+__all__ = ["read_table", "read_frame"]
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """A CSV, TSV or Parquet file as a DataFrame, with a clear error for anything else."""
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} does not exist. Check the path.")
+    return _read(path)
 
 
 def _read(path: Path) -> pd.DataFrame:
