@@ -102,8 +102,8 @@ def feature_map(q: int) -> Any:
 def engine_gram(circuit: Any, x: np.ndarray, tile: int,
                 dtype: Any) -> tuple[float, float, float, Any]:
     """Compile, states, tiles, in process. Returns (compile s, states s, tiles s, K)."""
+    from qdist.api import gram_from_blocks
     from qdist.kernel.engine import BatchedEngine
-    from qdist.kernel.tiles import fidelity_tile
     from qdist.planning.plan import block_bounds
 
     c0 = time.perf_counter()
@@ -114,14 +114,7 @@ def engine_gram(circuit: Any, x: np.ndarray, tile: int,
     nb = -(-n // tile)
     blocks = [eng.states(x[slice(*block_bounds(n, tile, b))]) for b in range(nb)]
     t1 = time.perf_counter()
-    k = np.empty((n, n))
-    for i in range(nb):
-        ri = slice(*block_bounds(n, tile, i))
-        k[ri, ri] = fidelity_tile(blocks[i])
-        for j in range(i + 1, nb):
-            rj = slice(*block_bounds(n, tile, j))
-            k[ri, rj] = fidelity_tile(blocks[i], blocks[j])
-            k[rj, ri] = k[ri, rj].T
+    k = gram_from_blocks(blocks, n, tile)
     return compile_s, t1 - t0, time.perf_counter() - t1, k
 
 
@@ -275,8 +268,8 @@ def run_point_gpu(n: int, q: int, tile: int) -> dict[str, Any]:
     """
     import cupy as cp
 
+    from qdist.api import gram_from_blocks
     from qdist.kernel.engine import BatchedEngine
-    from qdist.kernel.tiles import fidelity_tile
     from qdist.planning.plan import block_bounds
 
     rng = np.random.default_rng(n * 100 + q)
@@ -301,14 +294,7 @@ def run_point_gpu(n: int, q: int, tile: int) -> dict[str, Any]:
         blocks = [eng.states(x[slice(*block_bounds(n, tile, b))]) for b in range(nb)]
         cp.cuda.Device().synchronize()
         t1 = time.perf_counter()
-        k = np.empty((n, n))
-        for i in range(nb):
-            ri = slice(*block_bounds(n, tile, i))
-            k[ri, ri] = fidelity_tile(blocks[i])
-            for j in range(i + 1, nb):
-                rj = slice(*block_bounds(n, tile, j))
-                k[ri, rj] = fidelity_tile(blocks[i], blocks[j])
-                k[rj, ri] = k[ri, rj].T
+        k = gram_from_blocks(blocks, n, tile)
         t2 = time.perf_counter()
         sym_flops = 8.0 * n * n * 2**q / 2
         row.update({f"{label}_states_s": t1 - t0, f"{label}_tiles_s": t2 - t1,

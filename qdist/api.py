@@ -21,7 +21,7 @@ from qdist.kernel.tiles import fidelity_tile
 from qdist.pipeline import RunResult, run_job
 from qdist.planning.plan import block_bounds
 
-__all__ = ["run_job", "RunResult", "StoreView", "open_store", "compute_gram"]
+__all__ = ["run_job", "RunResult", "StoreView", "open_store", "compute_gram", "gram_from_blocks"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,20 @@ def open_store(location: str | Path) -> StoreView:
         feature_map=circuit_from_qpy(store.read("feature_map_qpy")), attrs=store.attrs)
 
 
+def gram_from_blocks(blocks: list[Any], n: int, tile_size: int) -> np.ndarray:
+    """The symmetric Gram of ``n`` samples from their state blocks (block ``b`` holds samples
+    ``[b t, (b + 1) t)``): upper-triangle tiles computed, mirrored in place."""
+    out = np.empty((n, n))
+    for i in range(len(blocks)):
+        ri = slice(*block_bounds(n, tile_size, i))
+        out[ri, ri] = fidelity_tile(blocks[i])
+        for j in range(i + 1, len(blocks)):
+            rj = slice(*block_bounds(n, tile_size, j))
+            out[ri, rj] = fidelity_tile(blocks[i], blocks[j])
+            out[rj, ri] = out[ri, rj].T
+    return out
+
+
 def compute_gram(
     x: np.ndarray,
     y: np.ndarray | None = None,
@@ -80,15 +94,7 @@ def compute_gram(
     nb = -(-x.shape[0] // tile_size)
     sx = [engine.states(x[slice(*block_bounds(x.shape[0], tile_size, b))]) for b in range(nb)]
     if y is None:
-        out = np.empty((x.shape[0], x.shape[0]))
-        for i in range(nb):
-            ri = slice(*block_bounds(x.shape[0], tile_size, i))
-            out[ri, ri] = fidelity_tile(sx[i])
-            for j in range(i + 1, nb):
-                rj = slice(*block_bounds(x.shape[0], tile_size, j))
-                out[ri, rj] = fidelity_tile(sx[i], sx[j])
-                out[rj, ri] = out[ri, rj].T
-        return out
+        return gram_from_blocks(sx, x.shape[0], tile_size)
     y = np.asarray(y, dtype=np.float64)
     sy = engine.states(y)
     return np.vstack([fidelity_tile(s, sy) for s in sx])
