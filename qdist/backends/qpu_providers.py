@@ -16,6 +16,13 @@ from typing import Any
 import numpy as np
 
 from qdist.errors import BackendError
+from qdist.planning.qpu import (
+    CIRCUIT_OVERHEAD_S,
+    DEFAULT_SHOT_S,
+    EXECUTION_LIMIT,
+    JOB_OVERHEAD_S,
+    estimate_seconds,
+)
 
 __all__ = [
     "PROVIDERS",
@@ -35,14 +42,9 @@ logger = logging.getLogger(__name__)
 
 PROVIDERS = ("aer", "fake", "ibm", "spool")
 IBM_CHANNELS = ("ibm_quantum_platform", "ibm_cloud")
-JOB_OVERHEAD_S = 2.0
-"""Estimate model: fixed seconds per job (loading, compilation, readout transfer)."""
-CIRCUIT_OVERHEAD_S = 1e-3
-"""Estimate model: seconds per bound circuit (parameter binding, control-system loading)."""
-DEFAULT_REP_DELAY_S = 250e-6
-"""Estimate model: repetition delay when the device reports none (IBM's usual default)."""
-MAX_EXECUTIONS_PER_JOB = 10_000_000
-"""IBM's cap on circuit executions (pairs x shots) in one job."""
+# one budget model and one execution limit for the whole project: qdist.planning.qpu
+DEFAULT_REP_DELAY_S = DEFAULT_SHOT_S
+MAX_EXECUTIONS_PER_JOB = EXECUTION_LIMIT
 _STATUS = {"INITIALIZING": "QUEUED", "VALIDATING": "QUEUED", "QUEUED": "QUEUED", "RUNNING": "RUNNING",
            "DONE": "DONE", "ERROR": "ERROR", "CANCELLED": "CANCELLED"}
 
@@ -188,8 +190,8 @@ def estimate_qpu_time(device: Any, isa_circuit: Any, shots: int, n_pairs_total: 
                       n_jobs: int) -> dict[str, Any]:
     """A rough QPU-time estimate (not a quote) for ``n_pairs_total`` pairs in ``n_jobs`` jobs.
 
-    Model: ``seconds = n_jobs * JOB_OVERHEAD_S + n_pairs * CIRCUIT_OVERHEAD_S
-    + n_pairs * shots * (rep_delay + circuit duration)``, with ``rep_delay`` the device's
+    The model is :func:`qdist.planning.qpu.estimate_seconds` with a per-shot time of
+    ``rep_delay + circuit duration``, ``rep_delay`` being the device's
     ``default_rep_delay`` (else 250 us) and the duration from the device's gate timings (0 for a
     simulator, which reports none). Each pair is one circuit; ``shots_total = n_pairs * shots``.
     """
@@ -199,7 +201,7 @@ def estimate_qpu_time(device: Any, isa_circuit: Any, shots: int, n_pairs_total: 
     except Exception:  # simulators report no gate durations
         duration = 0.0
     shots_total = int(n_pairs_total) * int(shots)
-    seconds = n_jobs * JOB_OVERHEAD_S + n_pairs_total * CIRCUIT_OVERHEAD_S + shots_total * (rep + duration)
+    seconds = estimate_seconds(int(n_pairs_total), int(shots), int(n_jobs), rep + duration)
     return {"jobs": int(n_jobs), "circuits": int(n_pairs_total), "shots_per_circuit": int(shots),
             "shots_total": shots_total, "qpu_seconds_estimate": round(seconds, 3),
             "per_shot_seconds": rep + duration,

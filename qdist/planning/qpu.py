@@ -6,10 +6,11 @@ row per pair. An off-diagonal ``b_r x b_c`` tile has ``b_r b_c`` pairs; a diagon
 executions and providers cap that (IBM: about 10 million), so the tile edge is at most
 ``floor(sqrt(limit / shots))``.
 
-The time estimate is a simple model, stated so users can correct it: every shot costs
-``shot_seconds`` (default 250 us: a typical repetition delay plus a short circuit) and every job
-``job_overhead_seconds`` (default 2 s: loading, compilation checks, result transfer). It is an
-estimate, not a quote.
+The time estimate is a simple model, stated so users can correct it (:func:`estimate_seconds`):
+every job costs ``JOB_OVERHEAD_S`` (loading, compilation checks, result transfer), every bound
+circuit ``CIRCUIT_OVERHEAD_S``, and every shot ``shot_seconds`` (default 250 us, a typical
+repetition delay; the QPU backend passes the device's own delay plus the circuit's duration).
+It is an estimate, not a quote.
 """
 
 from __future__ import annotations
@@ -20,10 +21,24 @@ from typing import Any
 from qdist.errors import PlanError
 from qdist.planning.plan import Plan
 
-__all__ = ["EXECUTION_LIMIT", "max_qpu_tile", "tile_pair_count", "qpu_budget", "check_budget"]
+__all__ = ["EXECUTION_LIMIT", "JOB_OVERHEAD_S", "CIRCUIT_OVERHEAD_S", "DEFAULT_SHOT_S",
+           "estimate_seconds", "max_qpu_tile", "tile_pair_count", "qpu_budget", "check_budget"]
 
 EXECUTION_LIMIT = 10_000_000
-"""Circuit executions (pairs x shots) one job may hold."""
+"""Circuit executions (pairs x shots) one job may hold (IBM's cap)."""
+JOB_OVERHEAD_S = 2.0
+"""Estimate model: fixed seconds per job."""
+CIRCUIT_OVERHEAD_S = 1e-3
+"""Estimate model: seconds per bound circuit (parameter binding, control-system loading)."""
+DEFAULT_SHOT_S = 250e-6
+"""Estimate model: seconds per shot when the device reports no repetition delay."""
+
+
+def estimate_seconds(circuits: int, shots: int, jobs: int,
+                     shot_seconds: float = DEFAULT_SHOT_S) -> float:
+    """Estimated QPU seconds: ``jobs * JOB_OVERHEAD_S + circuits * CIRCUIT_OVERHEAD_S
+    + circuits * shots * shot_seconds``."""
+    return jobs * JOB_OVERHEAD_S + circuits * CIRCUIT_OVERHEAD_S + circuits * shots * shot_seconds
 
 
 def max_qpu_tile(shots: int, limit: int = EXECUTION_LIMIT) -> int:
@@ -43,15 +58,14 @@ def tile_pair_count(shape: tuple[int, int], diagonal: bool) -> int:
     return r * (r - 1) // 2 if diagonal else r * c
 
 
-def qpu_budget(plan: Plan, shots: int, shot_seconds: float = 250e-6,
-               job_overhead_seconds: float = 2.0) -> dict[str, Any]:
+def qpu_budget(plan: Plan, shots: int, shot_seconds: float = DEFAULT_SHOT_S) -> dict[str, Any]:
     """Jobs, circuits, shots and estimated QPU seconds of ``plan`` (tiles with no pairs skipped)."""
     circuits = [tile_pair_count(t.shape, t.diagonal) for t in plan.tiles]
     jobs = sum(1 for c in circuits if c)
     total = sum(circuits)
     return {"jobs": jobs, "circuits": total, "shots_per_circuit": shots,
             "shots_total": total * shots,
-            "estimated_qpu_seconds": total * shots * shot_seconds + jobs * job_overhead_seconds}
+            "estimated_qpu_seconds": estimate_seconds(total, shots, jobs, shot_seconds)}
 
 
 def check_budget(budget: dict[str, Any], max_shots_total: int) -> None:
