@@ -4,6 +4,7 @@
 ``qdist validate JOB.yaml`` prints the resolved config without computing anything.
 ``qdist submit JOB.yaml --address http://HEAD:8265 [--out DIR] [--wait]`` runs it as a Ray job;
 ``qdist status|logs|stop ID --address ...`` follow it.
+``qdist k8s render JOB.yaml`` prints a KubeRay RayJob; ``qdist k8s cluster`` a RayCluster.
 """
 
 from __future__ import annotations
@@ -114,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="identifier column, pseudonymised in the output")
     pred.add_argument("--tracking-uri", help="MLflow tracking URI that holds the model")
     _add_job_commands(sub)
+    from qdist.k8s.cli import add_k8s_commands
+
+    add_k8s_commands(sub)
     return p
 
 
@@ -193,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("submit", "status", "logs", "stop"):
             return _job_command(args)
+        if args.command == "k8s":
+            from qdist.k8s.cli import run_k8s_command
+
+            return run_k8s_command(args)
         if args.command == "predict":
             from qdist.tracking.predict import predict_file
 

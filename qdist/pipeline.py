@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
 from qdist.data.cohort import Cohort
-from qdist.errors import DataError, StoreError
+from qdist.errors import ConfigError, DataError
 from qdist.events import (
     Callback,
     PhaseStarted,
@@ -216,24 +216,27 @@ def run_job(
         config = load_config(job, flags)
         job_text = Path(job).read_text() if not isinstance(job, Mapping) else json.dumps(
             config.to_dict(), indent=2)
-    from qdist.storage.lease import StoreLease
+    from qdist.storage.lease import store_lease
+    from qdist.storage.location import is_remote, resolve_store_location
 
+    if is_remote(config.output.dir):  # the URL and the tracking server are checked before any work
+        resolve_store_location(config.output.dir)
+        if not config.tracking.uri:
+            raise ConfigError(
+                f"The job-file field 'tracking.uri' must name an MLflow server when output.dir "
+                f"is an object-store URL ({config.output.dir!r}); got None. Set it (or "
+                "--tracking-uri), e.g. http://mlflow:5000: the default SQLite file needs a local "
+                "output folder.")
     cbs = list(callbacks)
     emit(cbs, PhaseStarted("prepare"))
     prep = prepare(config)
-    out_dir = Path(config.output.dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"The output folder {str(out_dir)!r} cannot be created: {exc}. Pass "
-                         "--out (or output.dir) with a writable folder.") from exc
-    store_location = str((out_dir / "store.zarr").resolve())
+    store_location = resolve_store_location(config.output.dir)  # a local folder is created
     attrs = {"fingerprint": prep.fingerprint, "data_fingerprint": prep.data_fingerprint,
              "config": config.to_dict(), "versions": _versions(), "plan": prep.plan.summary(),
              "feature_map": {"name": config.feature_map.kind,
                              "num_qubits": config.feature_map.qubits},
              "provenance": {"backend": config.to_dict()["backend"], "seed": config.seed}}
-    lease = StoreLease(store_location)
+    lease = store_lease(store_location)
     lease.acquire()  # one driver per store; refused here, before anything is written
     try:
         return _run_locked(prep, config, store_location, attrs, address, cbs, job_text, started)
@@ -247,8 +250,10 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
     """Everything after the lease is held: store, tiles, assembly, training, tracking."""
     from qdist.orchestration.runner import default_workers, ensure_ray, release_ray
     from qdist.storage import GramStore
+    from qdist.storage.location import is_remote
     from qdist.tracking import MlflowTracker, default_tracking_uri
 
+    remote = is_remote(config.output.dir)  # an object store: no local folder, no local artifacts
     out_dir = Path(config.output.dir)
     qpu = config.backend.kind == "qpu"
     store = GramStore.create(store_location, _store_arrays(prep), prep.plan.tile_size, attrs,
@@ -259,7 +264,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
     # a local SQLite store keeps artifacts beside it; a server decides where its artifacts go
     local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
     tracker = MlflowTracker(uri, config.tracking.experiment,
-                            out_dir / "mlartifacts" if local else None)
+                            out_dir / "mlartifacts" if local and not remote else None)
     run_id = prep.fingerprint[:12]
     mlflow_run_id = tracker.start(f"{config.name}-{run_id}", config.flat(),
                                   {"qdist.run_id": run_id, "qdist.store": store_location})
@@ -293,7 +298,8 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
         run_id=run_id, store=store_location, tracking_uri=uri, mlflow_run_id=mlflow_run_id,
         n_train=prep.plan.n_train, n_test=prep.plan.n_test, tiles_total=len(prep.plan.tiles),
         tiles_computed=stats.tiles_computed, metrics=result["metrics"],
-        model_uri=result["model_uri"], out_dir=str(out_dir.resolve()),
+        model_uri=result["model_uri"],
+        out_dir=config.output.dir if remote else str(out_dir.resolve()),
         seconds=time.perf_counter() - started, nodes=stats.nodes)
 
 

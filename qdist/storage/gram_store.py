@@ -8,8 +8,9 @@ Layout (DESIGN.md section 4): ``x_train``, ``x_test``, ``y_train``, ``y_test``,
 package versions, the plan summary, the completion record and backend provenance.
 
 The driver creates the store once; workers only open it and write whole chunks. "Done" means the
-chunk exists; Zarr's local store writes a chunk to a temporary file and renames it, so a chunk is
-there whole or not at all.
+chunk exists; Zarr's local store writes a chunk to a temporary file and renames it, and an S3 PUT
+is atomic, so a chunk is there whole or not at all. ``location`` is a local path or an
+``s3://`` URL (:mod:`qdist.storage.location`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from zarr.core.sync import sync
 
 from qdist.errors import IncompleteStoreError, StoreError, StoreMismatchError
 from qdist.planning.plan import Plan, Tile
+from qdist.storage.location import zarr_store
 
 __all__ = ["GramStore", "DATA_ARRAYS"]
 
@@ -71,7 +73,7 @@ class GramStore:
                 )
             log.info("resuming existing store %s", location)
             return existing
-        group = zarr.open_group(location, mode="w-")
+        group = zarr.open_group(zarr_store(location, "w-"), mode="w-")
         for name in DATA_ARRAYS:
             data = np.asarray(arrays[name])
             if data.dtype.kind in "UO":
@@ -95,7 +97,7 @@ class GramStore:
     @classmethod
     def _try_open(cls, location: str) -> GramStore | None:
         try:
-            group = zarr.open_group(location, mode="r+")
+            group = zarr.open_group(zarr_store(location, "r+"), mode="r+")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             return None
         if _ATTR not in group.attrs:
@@ -110,7 +112,7 @@ class GramStore:
         """Open an existing store (``mode`` ``r`` or ``r+``)."""
         location = str(location)
         try:
-            group = zarr.open_group(location, mode=mode)  # type: ignore[arg-type]
+            group = zarr.open_group(zarr_store(location, mode), mode=mode)  # type: ignore[arg-type]
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"No qdist store at {location!r}. Check the path, or run the job "
                              "first with 'qdist run'.") from exc
