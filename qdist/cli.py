@@ -65,6 +65,8 @@ class _Progress:
 
 
 def _summary(result: Any) -> str:
+    from qdist.assembly.train import comparison_rows
+
     m = result.metrics
     db = result.tracking_uri
     ui = (f"mlflow ui --backend-store-uri {db}" if db.startswith("sqlite:")
@@ -73,21 +75,21 @@ def _summary(result: Any) -> str:
         f"qdist run {result.run_id}: {result.n_train} train / {result.n_test} test samples, "
         f"{result.tiles_computed} of {result.tiles_total} tiles computed in this run "
         f"({result.seconds:.1f} s)",
-        "",
-        f"  {'model':<28}{'accuracy':>10}{'bal. acc.':>11}{'ROC AUC':>9}",
-        f"  {'quantum kernel SVC':<28}{m['test_accuracy']:>10.3f}"
-        f"{m['test_balanced_accuracy']:>11.3f}{m['test_roc_auc']:>9.3f}",
-        *(f"  {name:<28}{m[p + 'test_accuracy']:>10.3f}{m[p + 'test_balanced_accuracy']:>11.3f}"
-          f"{m[p + 'test_roc_auc']:>9.3f}"
-          for name, p in (("baseline: RBF SVC", "rbf_"), ("baseline: logistic regr.", "logreg_"),
-                          ("baseline: random forest", "forest_"))),
+    ]
+    for i, (target, task) in enumerate(result.targets.items()):
+        cols, table = comparison_rows(m, task, "" if i == 0 else f"{target}/")
+        rows += ["", f"  {target} ({task})",
+                 f"  {'model':<30}" + "".join(f"{c.removeprefix('test_'):>14}" for c in cols)]
+        rows += [f"  {name:<30}" + "".join(f"{v:>14.3f}" for v in vals) for name, vals in table]
+    rows += [
         "",
         f"  kernel: off-diagonal mean {m['kernel_offdiag_mean']:.3f}, variance "
         f"{m['kernel_offdiag_var']:.2e}, target alignment {m['kernel_target_alignment']:.3f}"
         + ("  [CONCENTRATED]" if m.get("kernel_concentrated") else ""),
         f"  store:      {result.store}",
         f"  MLflow run: {result.mlflow_run_id} at {result.tracking_uri}",
-        f"  model:      {result.model_uri}",
+        f"  model:      {result.model_uri or '(none: clustering logs strata.csv)'}",
+        *([f"  registered: {result.registered_model}"] if result.registered_model else []),
         f"  MLflow UI:  {ui}",
     ]
     return "\n".join(rows)

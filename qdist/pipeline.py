@@ -1,5 +1,10 @@
 """The whole job, step by step: cohort -> encoding -> plan -> store -> tiles on Ray -> assembly ->
 training -> MLflow. :func:`run_job` is what ``qdist run`` calls.
+
+A run has one kernel (``fusion.mode`` ``concat`` or ``subregister``) or one per omics block
+(``multiple_kernel``). Each kernel is a :class:`KernelPart` with its own circuit, plan and Zarr
+store; the tile machinery, resume and checks are the same for all of them, and the combined
+kernel is formed after assembly.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
-from qdist.data.cohort import Cohort
+from qdist.data.cohort import Cohort, Target, check_classes
 from qdist.errors import ConfigError, DataError
 from qdist.events import (
     Callback,
@@ -30,11 +35,11 @@ from qdist.events import (
     emit,
 )
 from qdist.kernel.diagnostics import kernel_diagnostics
-from qdist.kernel.feature_maps import build_feature_map, circuit_fingerprint, circuit_to_qpy
+from qdist.kernel.feature_maps import circuit_fingerprint, circuit_to_qpy, kernel_circuits
 from qdist.planning import Plan, make_plan
 from qdist.planning.cost import WorkerMemory, cached_blocks, resolve_tile_size
 
-__all__ = ["RunResult", "Prepared", "prepare", "run_job"]
+__all__ = ["RunResult", "Prepared", "KernelPart", "prepare", "run_job", "part_location"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,12 @@ class RunResult:
     out_dir: str
     seconds: float
     nodes: dict[str, int] = field(default_factory=dict)
+    task: str = "classification"
+    targets: dict[str, str] = field(default_factory=dict)
+    """Every trained target -> its task (the primary first; its metrics are unprefixed, the
+    others' carry ``<target>/``)."""
+    registered_model: str = ""
+    """``name/version`` in the MLflow model registry, when ``tracking.register_model`` is set."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,13 +77,29 @@ class RunResult:
             "mlflow_run_id": self.mlflow_run_id, "n_train": self.n_train, "n_test": self.n_test,
             "tiles_total": self.tiles_total, "tiles_computed": self.tiles_computed,
             "metrics": self.metrics, "model_uri": self.model_uri, "out_dir": self.out_dir,
-            "seconds": round(self.seconds, 3), "nodes": self.nodes,
+            "seconds": round(self.seconds, 3), "nodes": self.nodes, "task": self.task,
+            "targets": self.targets, "registered_model": self.registered_model,
         }
 
 
 @dataclass(frozen=True)
+class KernelPart:
+    """One kernel of the run: its circuit (QPY), its parameter columns, plan and fingerprint."""
+
+    name: str
+    """``all``, or the block's name under ``multiple_kernel``."""
+    columns: slice
+    """Columns of ``x_train``/``x_test`` (circuit parameters) this kernel reads."""
+    qubits: int
+    qpy: np.ndarray
+    plan: Plan
+    fingerprint: str
+    """Identifies the part's store: data, circuit, backend, tile size, seed."""
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """Everything decided before any quantum work: encoded splits, circuit, plan, fingerprint."""
+    """Everything decided before any quantum work: encoded splits, kernels, plans, fingerprints."""
 
     config: RunConfig
     cohort: Cohort
@@ -83,18 +110,35 @@ class Prepared:
     x_test: np.ndarray
     f_train: np.ndarray
     f_test: np.ndarray
-    qpy: np.ndarray
-    plan: Plan
+    parts: tuple[KernelPart, ...]
+    targets: dict[str, Target]
+    """Every target, encoded for its task (primary first); empty for unlabelled clustering."""
     fingerprint: str
     data_fingerprint: str
 
     @property
+    def plan(self) -> Plan:
+        return self.parts[0].plan
+
+    @property
+    def qpy(self) -> np.ndarray:
+        return self.parts[0].qpy
+
+    @property
+    def primary(self) -> Target | None:
+        name = self.config.data.label_column
+        return self.targets.get(name) if name is not None else None
+
+    @property
     def y_train(self) -> np.ndarray:
-        return self.cohort.labels[self.idx_train]
+        """The primary target on the training split (-1 for unlabelled clustering)."""
+        t = self.primary
+        return t.values[self.idx_train] if t is not None else np.full(self.idx_train.size, -1)
 
     @property
     def y_test(self) -> np.ndarray:
-        return self.cohort.labels[self.idx_test]
+        t = self.primary
+        return t.values[self.idx_test] if t is not None else np.full(self.idx_test.size, -1)
 
 
 def _sha(*parts: bytes) -> str:
@@ -114,58 +158,115 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Load, split and encode the cohort; build the circuit and the plan. No quantum work."""
-    cohort = load_cohort(config.data, config.seed)
-    n = cohort.n_samples
+def _targets(config: RunConfig, cohort: Cohort) -> dict[str, Target]:
+    """Encode the primary target for the task and every extra target for its own."""
+    out: dict[str, Target] = {}
+    primary = config.data.label_column
+    if primary is not None:
+        task = "classification" if config.training.task == "clustering" else config.training.task
+        out[primary] = cohort.target(primary, task)
+    for name, task in config.data.extra_targets.items():
+        out[name] = cohort.target(name, task)
+    for t in out.values():
+        if t.task == "classification" and not (t.name == primary and
+                                               config.training.task == "clustering"):
+            check_classes(t, 2)
+    return out
+
+
+def _split(config: RunConfig, n: int, targets: dict[str, Target]) -> tuple[np.ndarray, np.ndarray]:
     n_test = round(config.training.test_fraction * n)
-    if n_test < 2 or n - n_test < 2 * config.training.cv_folds:
+    folds = config.training.cv_folds
+    if n_test < 2 or n - n_test < 2 * folds:
         raise DataError(
             f"The cohort has {n} samples: with training.test_fraction="
             f"{config.training.test_fraction} that leaves {n - n_test} to train and {n_test} to "
-            f"test, too few for training.cv_folds={config.training.cv_folds}. Add samples, or "
-            "lower cv_folds."
-        )
-    idx_train, idx_test = train_test_split(
-        np.arange(n), test_size=n_test, stratify=cohort.labels, random_state=config.seed)
-    idx_train, idx_test = np.sort(idx_train), np.sort(idx_test)
-    pre = Preprocessor(config.preprocess, config.feature_map).fit(cohort.features[idx_train])
+            f"test, too few for training.cv_folds={folds}. Add samples, or lower cv_folds.")
+    primary = targets.get(config.data.label_column or "")
+    stratify = primary.values if primary is not None and primary.task == "classification" else None
+    idx_train, idx_test = train_test_split(np.arange(n), test_size=n_test, stratify=stratify,
+                                           random_state=config.seed)
+    return np.sort(idx_train), np.sort(idx_test)
+
+
+def _impute_strategy(config: RunConfig) -> str | None:
+    values, samples = config.data.missing.values, config.data.missing.samples
+    if values.startswith("impute_"):
+        return values.removeprefix("impute_")
+    return "median" if samples == "impute" else None
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load, split and encode the cohort; build the circuits and the plans. No quantum work."""
+    cohort = load_cohort(config.data, config.seed)
+    targets = _targets(config, cohort)
+    idx_train, idx_test = _split(config, cohort.n_samples, targets)
+    pre = Preprocessor(config.preprocess, config.feature_map, config.fusion, cohort.blocks,
+                       _impute_strategy(config)).fit(cohort.features[idx_train])
     x_train = pre.transform(cohort.features[idx_train])
     x_test = pre.transform(cohort.features[idx_test])
-    circuit = build_feature_map(config.feature_map)
-    qpy = circuit_to_qpy(circuit)
-    tile_size = _tile_size(config, len(idx_train))
-    plan = make_plan(len(idx_train), len(idx_test), tile_size, config.seed)
+    y_train, y_test = _store_targets(targets, config, idx_train, idx_test)
+    data_fp = _sha(x_train.tobytes(), x_test.tobytes(), y_train.tobytes(), y_test.tobytes())
+    parts = []
+    for name, circuit, cols in kernel_circuits(config.feature_map, config.fusion, pre.parts):
+        q = circuit.num_qubits
+        tile_size = _tile_size(config, len(idx_train), q)
+        plan = make_plan(len(idx_train), len(idx_test), tile_size, config.seed)
+        part_fp = _sha(x_train[:, cols].tobytes(), x_test[:, cols].tobytes(), y_train.tobytes(),
+                       y_test.tobytes())
+        kernel_cfg = json.dumps({"feature_map": config.to_dict()["feature_map"],
+                                 "fusion": config.to_dict()["fusion"] if name != "all" or
+                                 config.fusion.mode != "concat" else None,
+                                 "part": name,
+                                 "backend": config.to_dict()["backend"],
+                                 "qpu": config.to_dict()["qpu"] if config.backend.kind == "qpu"
+                                 else None,
+                                 "tile_size": tile_size, "seed": config.seed}, sort_keys=True)
+        fp = _sha(part_fp.encode(), circuit_fingerprint(circuit).encode(), kernel_cfg.encode())
+        parts.append(KernelPart(name, cols, q, circuit_to_qpy(circuit), plan, fp))
     if config.backend.kind == "qpu":
         from qdist.qpu_steps import qpu_gate
 
-        qpu_gate(config, plan)  # refuse an over-budget job before anything exists
-    y = cohort.labels
-    data_fp = _sha(x_train.tobytes(), x_test.tobytes(), y[idx_train].tobytes(),
-                   y[idx_test].tobytes())
-    kernel_cfg = json.dumps({"feature_map": config.to_dict()["feature_map"],
-                             "backend": config.to_dict()["backend"],
-                             "qpu": config.to_dict()["qpu"] if config.backend.kind == "qpu" else None,
-                             "tile_size": tile_size, "seed": config.seed}, sort_keys=True)
-    fingerprint = _sha(data_fp.encode(), circuit_fingerprint(circuit).encode(), kernel_cfg.encode())
+        qpu_gate(config, [p.plan for p in parts])  # refuse an over-budget job before anything exists
+    fingerprint = parts[0].fingerprint if len(parts) == 1 else _sha(
+        *(p.fingerprint.encode() for p in parts), json.dumps(config.to_dict()["fusion"]).encode())
     return Prepared(config, cohort, pre, idx_train, idx_test, x_train, x_test,
                     pre.features(cohort.features[idx_train]), pre.features(cohort.features[idx_test]),
-                    qpy, plan, fingerprint, data_fp)
+                    tuple(parts), targets, fingerprint, data_fp)
 
 
-def _tile_size(config: RunConfig, n_train: int) -> int:
+def _store_targets(targets: dict[str, Target], config: RunConfig, idx_train: np.ndarray,
+                   idx_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``y_train``/``y_test`` as stored: the primary target (-1 when there is none)."""
+    t = targets.get(config.data.label_column or "")
+    if t is None:
+        return np.full(idx_train.size, -1), np.full(idx_test.size, -1)
+    return t.values[idx_train], t.values[idx_test]
+
+
+def _tile_size(config: RunConfig, n_train: int, qubits: int) -> int:
     if config.backend.kind == "qpu":
         from qdist.qpu_steps import qpu_tile_size
 
         return qpu_tile_size(config, n_train)
     tiles = config.tiles
-    return resolve_tile_size(tiles.size, tiles.workers, tiles.worker_memory_gb, n_train,
-                             config.feature_map.qubits, config.backend.itemsize)
+    return resolve_tile_size(tiles.size, tiles.workers, tiles.worker_memory_gb, n_train, qubits,
+                             config.backend.itemsize)
 
 
-def _compute_tiles(prep: Prepared, missing: list[Any], store_location: str,
+def part_location(base: str, part: KernelPart, parts: Sequence[KernelPart]) -> str:
+    """The store of ``part``: ``base`` for a single kernel, ``<base stem>-<block>.zarr`` beside it
+    for each block kernel of ``multiple_kernel``."""
+    if len(parts) == 1:
+        return base
+    stem = base[: -len(".zarr")] if base.endswith(".zarr") else base.rstrip("/")
+    return f"{stem}-{part.name}.zarr"
+
+
+def _compute_tiles(prep: Prepared, part: KernelPart, missing: list[Any], store_location: str,
                    cbs: list[Callback], diagonal_due: bool = False) -> Any:
-    """The tile phase on the connected Ray cluster: statevector workers or the QPU queue."""
+    """The tile phase of one kernel on the connected Ray cluster: statevector workers or the
+    QPU queue."""
     config = prep.config
     if config.backend.kind == "qpu":
         from qdist.orchestration.qpu_queue import run_qpu_tiles
@@ -176,17 +277,20 @@ def _compute_tiles(prep: Prepared, missing: list[Any], store_location: str,
     from qdist.orchestration.runner import run_tiles
 
     memory = WorkerMemory(int(config.tiles.worker_memory_gb * 1024**3), config.backend.itemsize)
-    cache = cached_blocks(prep.plan.tile_size, config.feature_map.qubits, memory,
-                          prep.plan.train_blocks + prep.plan.test_blocks)
+    cache = cached_blocks(part.plan.tile_size, part.qubits, memory,
+                          part.plan.train_blocks + part.plan.test_blocks)
     return run_tiles(missing, store_location, config.backend, workers=config.tiles.workers,
                      cache_blocks=cache, max_retries=config.tiles.max_retries, callbacks=cbs)
 
 
-def _store_arrays(p: Prepared) -> dict[str, np.ndarray]:
+def _store_arrays(p: Prepared, part: KernelPart | None = None) -> dict[str, np.ndarray]:
+    part = part or p.parts[0]
     ids = p.cohort.sample_ids
-    return {"x_train": p.x_train, "x_test": p.x_test, "y_train": p.y_train, "y_test": p.y_test,
+    y_train, y_test = _store_targets(p.targets, p.config, p.idx_train, p.idx_test)
+    return {"x_train": p.x_train[:, part.columns], "x_test": p.x_test[:, part.columns],
+            "y_train": y_train, "y_test": y_test,
             "sample_ids_train": ids[p.idx_train], "sample_ids_test": ids[p.idx_test],
-            "feature_map_qpy": p.qpy}
+            "feature_map_qpy": part.qpy}
 
 
 def run_job(
@@ -231,23 +335,49 @@ def run_job(
     emit(cbs, PhaseStarted("prepare"))
     prep = prepare(config)
     store_location = resolve_store_location(config.output.dir)  # a local folder is created
-    attrs = {"fingerprint": prep.fingerprint, "data_fingerprint": prep.data_fingerprint,
-             "config": config.to_dict(), "versions": _versions(), "plan": prep.plan.summary(),
-             "feature_map": {"name": config.feature_map.kind,
-                             "num_qubits": config.feature_map.qubits},
-             "provenance": {"backend": config.to_dict()["backend"], "seed": config.seed}}
     lease = store_lease(store_location)
-    lease.acquire()  # one driver per store; refused here, before anything is written
+    lease.acquire()  # one driver per run's stores; refused here, before anything is written
     try:
-        return _run_locked(prep, config, store_location, attrs, address, cbs, job_text, started)
+        return _run_locked(prep, config, store_location, address, cbs, job_text, started)
     finally:
         lease.release()
 
 
-def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: dict[str, Any],
-                address: str | None, cbs: list[Callback], job_text: str,
-                started: float) -> RunResult:
-    """Everything after the lease is held: store, tiles, assembly, training, tracking."""
+def _part_attrs(prep: Prepared, part: KernelPart) -> dict[str, Any]:
+    config = prep.config
+    return {"fingerprint": part.fingerprint, "data_fingerprint": prep.data_fingerprint,
+            "config": config.to_dict(), "versions": _versions(), "plan": part.plan.summary(),
+            "feature_map": {"name": config.feature_map.kind, "num_qubits": part.qubits,
+                            "fusion": config.fusion.mode, "part": part.name},
+            "provenance": {"backend": config.to_dict()["backend"], "seed": config.seed}}
+
+
+@dataclass
+class _TileTotals:
+    """The tile phase over every kernel of the run."""
+
+    tiles_computed: int = 0
+    entries_computed: int = 0
+    seconds: float = 0.0
+    retries: int = 0
+    submitted: int = 0
+    reattached: int = 0
+    nodes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stats: Any) -> None:
+        self.tiles_computed += stats.tiles_computed
+        self.entries_computed += stats.entries_computed
+        self.seconds += stats.seconds
+        self.retries += stats.retries
+        self.submitted += getattr(stats, "submitted", 0)
+        self.reattached += getattr(stats, "reattached", 0)
+        for node, n in stats.nodes.items():
+            self.nodes[node] = self.nodes.get(node, 0) + n
+
+
+def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address: str | None,
+                cbs: list[Callback], job_text: str, started: float) -> RunResult:
+    """Everything after the lease is held: stores, tiles, assembly, training, tracking."""
     from qdist.orchestration.runner import default_workers, ensure_ray, release_ray
     from qdist.storage import GramStore
     from qdist.storage.location import is_remote
@@ -256,9 +386,12 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
     remote = is_remote(config.output.dir)  # an object store: no local folder, no local artifacts
     out_dir = Path(config.output.dir)
     qpu = config.backend.kind == "qpu"
-    store = GramStore.create(store_location, _store_arrays(prep), prep.plan.tile_size, attrs,
-                             shots=qpu)
-    missing = store.missing(prep.plan)
+    stores, missing = {}, {}
+    for part in prep.parts:
+        loc = part_location(store_location, part, prep.parts)
+        stores[part.name] = GramStore.create(loc, _store_arrays(prep, part), part.plan.tile_size,
+                                             _part_attrs(prep, part), shots=qpu)
+        missing[part.name] = stores[part.name].missing(part.plan)
 
     uri = config.tracking.uri or default_tracking_uri(out_dir)
     # a local SQLite store keeps artifacts beside it; a server decides where its artifacts go
@@ -269,100 +402,225 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, attrs: d
     mlflow_run_id = tracker.start(f"{config.name}-{run_id}", config.flat(),
                                   {"qdist.run_id": run_id, "qdist.store": store_location})
     cbs.append(tracker)
+    totals = _TileTotals()
     try:
         # the QPU's measured diagonal (depolarizing mitigation) is work too, done after the tiles
-        diagonal_due = qpu and config.qpu.depolarizing_mitigation and "kdiag_train" not in store.group
-        started_ray = ensure_ray(address) if missing or diagonal_due else False
+        diagonal_due = {name: qpu and config.qpu.depolarizing_mitigation and
+                        "kdiag_train" not in s.group for name, s in stores.items()}
+        work = any(missing.values()) or any(diagonal_due.values())
+        started_ray = ensure_ray(address) if work else False
         try:
-            workers = (1 if qpu else default_workers(config.tiles.workers, config.backend)) \
-                if missing else 0
-            emit(cbs, RunStarted(run_id, store_location, len(prep.plan.tiles), len(missing),
-                                 workers))
-            if qpu:
-                from qdist.planning.qpu import qpu_budget
+            for part in prep.parts:
+                todo, store = missing[part.name], stores[part.name]
+                workers = (1 if qpu else default_workers(config.tiles.workers, config.backend)) \
+                    if todo else 0
+                emit(cbs, RunStarted(run_id, store.location, len(part.plan.tiles), len(todo),
+                                     workers))
+                if qpu:
+                    from qdist.planning.qpu import qpu_budget
 
-                emit(cbs, QpuBudgetReady(qpu_budget(Plan(prep.plan.n_train, prep.plan.n_test,
-                                                         prep.plan.tile_size, tuple(missing)),
-                                                    config.qpu.shots)))
-            emit(cbs, PhaseStarted("tiles"))
-            stats = _compute_tiles(prep, missing, store_location, cbs, diagonal_due)
+                    emit(cbs, QpuBudgetReady(qpu_budget(Plan(part.plan.n_train, part.plan.n_test,
+                                                             part.plan.tile_size, tuple(todo)),
+                                                        config.qpu.shots)))
+                emit(cbs, PhaseStarted("tiles" if len(prep.parts) == 1 else f"tiles ({part.name})"))
+                totals.add(_compute_tiles(prep, part, todo, store.location, cbs,
+                                          diagonal_due[part.name]))
         finally:
             if started_ray:
                 release_ray()
-        result = _finish(prep, store, stats, tracker, cbs, job_text)
+        result = _finish(prep, stores, totals, tracker, cbs, job_text)
     except BaseException:
         tracker.end("FAILED")
         raise
     tracker.end()
+    plan = prep.plan
     return RunResult(
         run_id=run_id, store=store_location, tracking_uri=uri, mlflow_run_id=mlflow_run_id,
-        n_train=prep.plan.n_train, n_test=prep.plan.n_test, tiles_total=len(prep.plan.tiles),
-        tiles_computed=stats.tiles_computed, metrics=result["metrics"],
+        n_train=plan.n_train, n_test=plan.n_test,
+        tiles_total=sum(len(p.plan.tiles) for p in prep.parts),
+        tiles_computed=totals.tiles_computed, metrics=result["metrics"],
         model_uri=result["model_uri"],
         out_dir=config.output.dir if remote else str(out_dir.resolve()),
-        seconds=time.perf_counter() - started, nodes=stats.nodes)
+        seconds=time.perf_counter() - started, nodes=totals.nodes, task=config.training.task,
+        targets={t.name: (config.training.task if t.name == config.data.label_column else t.task)
+                 for t in prep.targets.values()} or {"(none)": "clustering"},
+        registered_model=result["registered"])
 
 
-def _finish(prep: Prepared, store: Any, stats: Any, tracker: Any, cbs: list[Callback],
-            job_text: str) -> dict[str, Any]:
-    """Assemble, check, train, diagnose and log; returns metrics and the model URI."""
+def _kernels(prep: Prepared, stores: dict[str, Any], totals: _TileTotals,
+             texts: dict[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, float],
+                                             dict[str, float]]:
+    """Assemble and check every part; QPU noise handling; combine the block kernels."""
+    from qdist.assembly import assemble
+    from qdist.kernel.fusion import alignment_weights, combine_kernels
+
+    config = prep.config
+    trains, tests, metrics = {}, {}, {}
+    ledgers = {}
+    for part in prep.parts:
+        store = stores[part.name]
+        kernels = assemble(store, part.plan, part.fingerprint)
+        k_train, k_test = kernels.k_train, kernels.k_test
+        if config.backend.kind == "qpu":
+            from qdist.qpu_steps import qpu_record, repair
+
+            k_train, k_test, noise = repair(config, store, k_train, k_test, part.qubits)
+            _, ledgers[part.name] = qpu_record(store, totals)
+            metrics.update(noise if len(prep.parts) == 1 else
+                           {f"{part.name}/{k}": v for k, v in noise.items()})
+        trains[part.name], tests[part.name] = k_train, k_test
+    if config.backend.kind == "qpu":
+        metrics.update({"qpu_jobs_submitted": float(totals.submitted),
+                        "qpu_jobs_reattached": float(totals.reattached)})
+        ledger = ledgers["all"] if len(ledgers) == 1 and "all" in ledgers else ledgers
+        texts["qpu_jobs.json"] = json.dumps(ledger, indent=2, sort_keys=True)
+    if len(prep.parts) == 1:
+        return trains[prep.parts[0].name], tests[prep.parts[0].name], metrics, {}
+    primary = prep.primary
+    weights = dict(config.fusion.weights) or alignment_weights(
+        trains, primary.values[prep.idx_train] if primary is not None else None,
+        config.training.task)
+    absent = [p.name for p in prep.parts if p.name not in weights]
+    if absent:
+        raise ConfigError(f"The job-file field 'fusion.weights' must give every block a weight; "
+                          f"got {dict(config.fusion.weights)}, without {absent}. Add them, or "
+                          "leave fusion.weights empty to choose weights by kernel-target alignment.")
+    weights = {p.name: float(weights[p.name]) for p in prep.parts}
+    for part in prep.parts:
+        diag, _ = kernel_diagnostics(trains[part.name], _diag_labels(prep))
+        metrics[f"{part.name}/kernel_target_alignment"] = diag["kernel_target_alignment"]
+        metrics[f"fusion_weight_{part.name}"] = weights[part.name]
+    mode = config.fusion.combine
+    return combine_kernels(trains, weights, mode), combine_kernels(tests, weights, mode), metrics, \
+        weights
+
+
+def _diag_labels(prep: Prepared) -> np.ndarray:
+    return prep.y_train if prep.primary is not None else np.zeros(prep.idx_train.size, dtype=int)
+
+
+def _finish(prep: Prepared, stores: dict[str, Any], totals: _TileTotals, tracker: Any,
+            cbs: list[Callback], job_text: str) -> dict[str, Any]:
+    """Assemble, check, combine, train every target, diagnose and log."""
     import tempfile
 
-    from qdist.assembly import assemble, train_and_evaluate
-    from qdist.tracking.model import QuantumKernelModel
+    from qdist.assembly.train import train_task
     from qdist.tracking.plots import kernel_heatmap, spectrum_plot
 
     config = prep.config
     emit(cbs, PhaseStarted("assemble"))
-    kernels = assemble(store, prep.plan, prep.fingerprint)
-    k_train, k_test, noise_metrics = kernels.k_train, kernels.k_test, {}
-    texts = {"job.yaml": job_text, "store_uri.txt": store.location + "\n"}
-    if config.backend.kind == "qpu":
-        from qdist.qpu_steps import qpu_record, repair
-
-        k_train, k_test, noise_metrics = repair(config, store, k_train, k_test)
-        job_metrics, ledger = qpu_record(store, stats)
-        noise_metrics.update(job_metrics)
-        texts["qpu_jobs.json"] = json.dumps(ledger, indent=2, sort_keys=True)
+    texts = {"job.yaml": job_text,
+             "store_uri.txt": "".join(s.location + "\n" for s in stores.values())}
+    k_train, k_test, metrics, weights = _kernels(prep, stores, totals, texts)
     emit(cbs, PhaseStarted("train"))
-    trained = train_and_evaluate(k_train, prep.y_train, k_test, prep.y_test,
-                                 prep.f_train, prep.f_test, config.training, config.seed)
-    diag, eig = kernel_diagnostics(k_train, prep.y_train)
+    task = config.training.task
+    primary = prep.primary
+    results = {}
+    for name, target in ({"": primary} if task == "clustering" and primary is None
+                         else {t.name: t for t in prep.targets.values()}).items():
+        is_primary = name in ("", config.data.label_column)
+        t_task = task if is_primary else target.task  # type: ignore[union-attr]
+        y_tr = target.values[prep.idx_train] if target is not None else None
+        y_te = target.values[prep.idx_test] if target is not None else None
+        res = train_task(t_task, k_train, y_tr, k_test, y_te, prep.f_train, prep.f_test,
+                         config.training, config.seed,
+                         target.class_names if target is not None else ())
+        results[name] = res
+        metrics.update(res.metrics if is_primary else
+                       {f"{name}/{k}": v for k, v in res.metrics.items()})
+    main = results[config.data.label_column or ""]
+    diag, eig = kernel_diagnostics(k_train, _diag_labels(prep))
     if diag["kernel_concentrated"]:
         log.warning("The kernel has concentrated (off-diagonal variance %.2e): it is nearly "
                     "constant. Lower feature_map.bandwidth or the qubit count.",
                     diag["kernel_offdiag_var"])
-    metrics = {**trained.metrics, **diag, **noise_metrics,
-               "tiles_computed": float(stats.tiles_computed),
-               "tile_retries": float(stats.retries),
-               "tile_phase_seconds": stats.seconds,
-               "entries_per_second": stats.entries_computed / stats.seconds if stats.seconds else 0.0}
-    store.update_attrs(completion={"tiles_total": len(prep.plan.tiles), "complete": True,
-                                   "tiles_computed_last_run": stats.tiles_computed,
-                                   "tile_retries_last_run": stats.retries,
-                                   "nodes_last_run": stats.nodes,
-                                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                time.gmtime())})
+    metrics.update({**diag,
+                    "tiles_computed": float(totals.tiles_computed),
+                    "tile_retries": float(totals.retries),
+                    "tile_phase_seconds": totals.seconds,
+                    "entries_per_second": totals.entries_computed / totals.seconds
+                    if totals.seconds else 0.0})
+    for store in stores.values():
+        part_tiles = len(next(p for p in prep.parts if stores[p.name] is store).plan.tiles)
+        store.update_attrs(completion={"tiles_total": part_tiles, "complete": True,
+                                       "tiles_computed_last_run": totals.tiles_computed,
+                                       "tile_retries_last_run": totals.retries,
+                                       "nodes_last_run": totals.nodes,
+                                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                    time.gmtime())})
     emit(cbs, RunFinished(metrics))
-    model = trained.model
-    support = model.support_
-    qk_model = QuantumKernelModel(
-        prep.preprocessor, list(prep.cohort.feature_names), prep.qpy.tobytes(), config.backend,
-        prep.x_train[support], model.dual_coef_[0].copy(), float(model.intercept_[0]),
-        list(prep.cohort.label_names), qpu=config.qpu if config.backend.kind == "qpu" else None)
+    texts["comparison.md"] = _comparison_markdown(prep, metrics, results)
+    if main.assignments is not None:
+        texts["strata.csv"] = _strata_csv(prep, main, k_test)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        heat = kernel_heatmap(k_train, prep.y_train, t / "kernel_heatmap.png",
+        heat = kernel_heatmap(k_train, _diag_labels(prep), t / "kernel_heatmap.png",
                               f"K(train, train), {config.feature_map.kind}, "
-                              f"{config.feature_map.qubits} qubits")
+                              f"{config.feature_map.qubits} qubits, {config.fusion.mode}")
         spec = spectrum_plot(eig, t / "kernel_spectrum.png", "Eigen-spectrum of K(train, train)")
         tracker.log_artifacts([("plots", heat), ("plots", spec)], texts)
-    import pandas as pd
+    model_uri, registered = "", ""
+    if main.model is not None:
+        import pandas as pd
 
-    schema_rows = pd.DataFrame(prep.cohort.features[prep.idx_train[:2]],
-                               columns=list(prep.cohort.feature_names))
-    model_uri = tracker.log_model(qk_model, _pip_requirements(), schema_rows)
-    return {"metrics": metrics, "model_uri": model_uri}
+        model = _pyfunc(prep, main, weights)
+        schema_rows = pd.DataFrame(prep.cohort.features[prep.idx_train[:2]],
+                                   columns=list(prep.cohort.feature_names))
+        model_uri, registered = tracker.log_model(model, _pip_requirements(), schema_rows,
+                                                  register_as=config.tracking.register_model)
+    return {"metrics": metrics, "model_uri": model_uri, "registered": registered}
+
+
+def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float]) -> Any:
+    """The primary target's model as a pyfunc holding only the support vectors' encodings."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    from qdist.tracking.model import KernelComponent, QuantumKernelModel
+
+    config = prep.config
+    support = result.support
+    components = [KernelComponent(p.name, p.qpy.tobytes(), p.columns,
+                                  prep.x_train[support][:, p.columns]) for p in prep.parts]
+    ridge = isinstance(result.model, KernelRidge)  # its fitted object keeps the training kernel
+    return QuantumKernelModel(
+        prep.preprocessor, list(prep.cohort.feature_names), components, config.backend,
+        task=result.task, estimator=None if ridge else result.model, support=support,
+        n_train=prep.idx_train.size, class_names=result.class_names,
+        calibrator=result.calibrator,
+        dual_coef=np.asarray(result.model.dual_coef_).ravel() if ridge else None,
+        weights=weights or None, combine=config.fusion.combine,
+        qpu=config.qpu if config.backend.kind == "qpu" else None)
+
+
+def _comparison_markdown(prep: Prepared, metrics: dict[str, float], results: dict[str, Any]) -> str:
+    """Quantum and classical metrics side by side, one table per target."""
+    from qdist.assembly.train import comparison_rows
+
+    lines = [f"# {prep.config.name}: quantum kernel vs classical baselines", ""]
+    for name, res in results.items():
+        is_primary = name in ("", prep.config.data.label_column)
+        cols, rows = comparison_rows(metrics, res.task, "" if is_primary else f"{name}/")
+        title = name or "(no target)"
+        scoring = f"; CV: {res.cv_scoring}, {prep.config.training.cv_folds} folds x " \
+                  f"{prep.config.training.cv_repeats} repeats" if res.cv_scoring else ""
+        lines += [f"## {title} ({res.task}{scoring})", "",
+                  "| model | " + " | ".join(cols) + " |",
+                  "|---" * (len(cols) + 1) + "|"]
+        lines += ["| " + model + " | " + " | ".join(f"{v:.3f}" for v in vals) + " |"
+                  for model, vals in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _strata_csv(prep: Prepared, result: Any, k_test: np.ndarray) -> str:
+    """Clustering: each sample's stratum, by pseudonymous id (test samples assigned)."""
+    from qdist.assembly.train import assign_to_strata
+
+    ids = prep.cohort.sample_ids
+    test = assign_to_strata(k_test, result.assignments, prep.config.training.n_clusters)
+    rows = [f"{ids[i]},train,{c}" for i, c in zip(prep.idx_train, result.assignments, strict=True)]
+    rows += [f"{ids[i]},test,{c}" for i, c in zip(prep.idx_test, test, strict=True)]
+    return "sample_id,split,stratum\n" + "\n".join(rows) + "\n"
 
 
 def _pip_requirements() -> list[str]:

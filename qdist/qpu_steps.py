@@ -42,10 +42,15 @@ def qpu_tile_size(config: RunConfig, n_train: int) -> int:
     return size
 
 
-def qpu_gate(config: RunConfig, plan: Plan) -> dict[str, Any]:
-    """The whole plan's budget, refused before anything is written if it exceeds
-    ``qpu.max_shots_total``."""
-    budget = qpu_budget(plan, config.qpu.shots)
+def qpu_gate(config: RunConfig, plans: Plan | list[Plan]) -> dict[str, Any]:
+    """The budget of every plan of the run together (one per kernel), refused before anything
+    is written if it exceeds ``qpu.max_shots_total``."""
+    budgets = [qpu_budget(p, config.qpu.shots) for p in (plans if isinstance(plans, list)
+                                                         else [plans])]
+    budget = dict(budgets[0])
+    for extra in budgets[1:]:
+        for key in ("jobs", "circuits", "shots_total", "estimated_qpu_seconds"):
+            budget[key] += extra[key]
     check_budget(budget, config.qpu.max_shots_total)
     if config.qpu.provider == "ibm":
         from qdist.backends.qpu_providers import IbmCredentials
@@ -66,13 +71,14 @@ def qpu_record(store: Any, stats: Any) -> tuple[dict[str, float], dict[str, Any]
     return metrics, ledger
 
 
-def repair(config: RunConfig, store: Any, k_train: np.ndarray, k_test: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+def repair(config: RunConfig, store: Any, k_train: np.ndarray, k_test: np.ndarray,
+           qubits: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Depolarizing mitigation (from the measured diagonal) and PSD repair of the
-    shot-estimated kernels, as the job asks; returns the kernels and metrics to log."""
+    shot-estimated kernels, as the job asks; returns the kernels and metrics to log.
+    ``qubits``: the kernel's register (a block's, under ``multiple_kernel``)."""
     metrics: dict[str, float] = {}
     if config.qpu.depolarizing_mitigation:
-        q = config.feature_map.qubits
+        q = qubits or config.feature_map.qubits
         lam_train = survival_from_diagonal(store.read("kdiag_train"), q)
         lam_test = survival_from_diagonal(store.read("kdiag_test"), q)
         k_train = depolarizing_mitigation(k_train, lam_train, lam_train, q)

@@ -100,7 +100,7 @@ def test_mlflow_contents(finished_run):
     for name in ("test_accuracy", "test_roc_auc", "test_balanced_accuracy", "rbf_test_accuracy",
                  "rbf_test_roc_auc", "logreg_test_roc_auc", "forest_test_roc_auc",
                  "kernel_offdiag_mean", "kernel_target_alignment",
-                 "cv_roc_auc_mean", "best_C", "tiles_done"):
+                 "cv_mean", "cv_std", "logreg_cv_mean", "best_C", "tiles_done"):
         assert name in metrics, name
     assert metrics["test_accuracy"] == pytest.approx(s["metrics"]["test_accuracy"])
     assert client.get_metric_history(run.info.run_id, "tiles_done")[-1].value == 9
@@ -108,7 +108,7 @@ def test_mlflow_contents(finished_run):
     assert client.get_metric_history(run.info.run_id, "tiles_per_second")[-1].value > 0
     assert client.get_metric_history(run.info.run_id, "eta_seconds")[-1].value == 0
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"job.yaml", "store_uri.txt", "plots"} <= names
+    assert {"job.yaml", "store_uri.txt", "comparison.md", "plots"} <= names
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/kernel_heatmap.png", "plots/kernel_spectrum.png"}
     local = client.download_artifacts(run.info.run_id, "plots/kernel_heatmap.png", str(tmp))
@@ -168,7 +168,7 @@ def test_bad_job_files_stop_before_compute(tmp_path, text, needle):
     ("frame", "needle"),
     [
         (lambda df: df.assign(g1=["high", "low"] * 10), "not numeric"),
-        (lambda df: df.assign(g2=[np.nan] + [0.5] * 19), "NaN"),
+        (lambda df: df.assign(g2=[np.nan] + [0.5] * 19), "data.missing.values"),
         (lambda df: df.assign(y=[1] * 20), "single class"),
     ],
 )
@@ -206,7 +206,11 @@ def test_predict_new_patients_from_a_table(finished_run, tmp_path):
                  "--id-column", "mrn", "--tracking-uri", s["tracking_uri"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     pred = pd.read_csv(out)
-    assert list(pred.columns) == ["sample_id", "prediction", "decision"] and len(pred) == 15
+    assert list(pred.columns) == ["sample_id", "prediction", "decision", "probability_0",
+                                  "probability_1"] and len(pred) == 15
+    np.testing.assert_allclose(pred["probability_0"] + pred["probability_1"], 1.0)
+    # the calibrated probability orders patients like the decision function
+    assert np.corrcoef(pred["decision"], pred["probability_1"])[0, 1] > 0.9
     assert not pred["sample_id"].str.contains("MRN").any()  # raw ids never leave the input
     accuracy = float(np.mean(pred["prediction"].to_numpy() == prep.y_test))
     assert accuracy == pytest.approx(s["metrics"]["test_accuracy"])

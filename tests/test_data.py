@@ -81,16 +81,30 @@ def test_table_formats(tmp_path, name):
     ("mutate", "needle"),
     [
         (lambda df: df.assign(g1=["x"] * len(df)), "not numeric"),
-        (lambda df: df.assign(g2=[np.nan] + [1.0] * (len(df) - 1)), "NaN"),
+        (lambda df: df.assign(g2=[np.nan] + [1.0] * (len(df) - 1)), "1 missing feature value"),
         (lambda df: df.assign(status=["case"] * len(df)), "single class"),
         (lambda df: df.drop(columns=["status"]), "data.label_column"),
         (lambda df: df.assign(pid=["same"] * len(df)), "duplicated"),
-        (lambda df: df.assign(status=["a", "b", "c"] * (len(df) // 3)), "binary"),
+        (lambda df: df.assign(status=["a"] * 11 + ["b"]), "Class 'b' of target 'status' has 1"),
     ],
 )
 def test_bad_tables_name_the_problem(tmp_path, mutate, needle):
     with pytest.raises(DataError, match=needle):
-        load_cohort(_table(tmp_path, mutate(_frame())), seed=0)
+        _prepare(_table(tmp_path, mutate(_frame())))
+
+
+def _prepare(spec):
+    from qdist.config import RunConfig, TrainingSpec
+    from qdist.pipeline import prepare
+
+    return prepare(RunConfig(data=spec, feature_map=FeatureMapSpec(qubits=2),
+                             training=TrainingSpec(cv_folds=2)))
+
+
+def test_multiclass_labels_are_encoded_in_sorted_order(tmp_path):
+    prep = _prepare(_table(tmp_path, _frame().assign(status=["b", "c", "a"] * 4)))
+    assert prep.primary.class_names == ("a", "b", "c")
+    assert sorted(np.unique(prep.y_train)) == [0, 1, 2]
 
 
 def test_preprocess_fits_on_train_and_scales_to_angles():

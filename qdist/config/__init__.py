@@ -3,9 +3,13 @@
 
 from qdist.config.loader import config_from_dict, env_overrides, load_config
 from qdist.config.specs import (
+    TASKS,
     BackendSpec,
+    BlockSpec,
     DataSpec,
     FeatureMapSpec,
+    FusionSpec,
+    MissingSpec,
     OutputSpec,
     PreprocessSpec,
     QpuSpec,
@@ -16,6 +20,7 @@ from qdist.config.specs import (
     TrainingSpec,
 )
 
-__all__ = ["BackendSpec", "DataSpec", "FeatureMapSpec", "OutputSpec", "PreprocessSpec", "QpuSpec",
-           "RunConfig", "SyntheticSpec", "TilingSpec", "TrackingSpec", "TrainingSpec",
-           "config_from_dict", "env_overrides", "load_config"]
+__all__ = ["TASKS", "BackendSpec", "BlockSpec", "DataSpec", "FeatureMapSpec", "FusionSpec",
+           "MissingSpec", "OutputSpec", "PreprocessSpec", "QpuSpec", "RunConfig", "SyntheticSpec",
+           "TilingSpec", "TrackingSpec", "TrainingSpec", "config_from_dict", "env_overrides",
+           "load_config"]

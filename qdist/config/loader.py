@@ -134,8 +134,8 @@ def load_config(
     """Load a job file (or a mapping) with environment and explicit overrides applied.
 
     ``overrides`` maps dotted field names (``"output.dir"``) to values and wins over the
-    environment, which wins over the file. Relative ``data.path`` values are resolved against
-    the job file's folder.
+    environment, which wins over the file. Relative ``data.path``, ``data.targets_path`` and
+    ``data.tables`` paths are resolved against the job file's folder.
     """
     base_dir: Path | None = None
     if isinstance(source, Mapping):
@@ -159,8 +159,16 @@ def load_config(
     for dotted, value in {**env_overrides(environ), **(overrides or {})}.items():
         _set_dotted(tree, dotted, value)
     data = tree.get("data")
-    if base_dir is not None and isinstance(data, dict) and isinstance(data.get("path"), str):
-        p = Path(data["path"])
-        if not p.is_absolute():
-            data["path"] = str(base_dir / p)
+    if base_dir is not None and isinstance(data, dict):
+        for key in ("path", "targets_path"):
+            if isinstance(data.get(key), str):
+                data[key] = _resolve(base_dir, data[key])
+        if isinstance(data.get("tables"), dict):
+            data["tables"] = {k: _resolve(base_dir, v) if isinstance(v, str) else v
+                              for k, v in data["tables"].items()}
     return config_from_dict(tree)
+
+
+def _resolve(base_dir: Path, path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else base_dir / p)

@@ -16,8 +16,11 @@ from qdist.errors import ConfigError
 
 __all__ = [
     "SyntheticSpec",
+    "MissingSpec",
     "DataSpec",
+    "BlockSpec",
     "PreprocessSpec",
+    "FusionSpec",
     "FeatureMapSpec",
     "BackendSpec",
     "QpuSpec",
@@ -26,6 +29,7 @@ __all__ = [
     "OutputSpec",
     "TrackingSpec",
     "RunConfig",
+    "TASKS",
     "fail",
 ]
 
@@ -50,7 +54,10 @@ class SyntheticSpec:
     noise: float = 1.0
     """Standard deviation of the per-feature noise."""
     class_balance: float = 0.5
-    """Fraction of samples with phenotype 1."""
+    """Fraction of samples with phenotype 1 (binary ``label`` only)."""
+    n_classes: int = 2
+    """Classes of the ``label`` target (3 or more: subtypes cut at score quantiles). The cohort
+    also has a continuous ``response`` target (e.g. drug response) for regression."""
 
     def __post_init__(self) -> None:
         if self.n_samples < 4:
@@ -68,29 +75,108 @@ class SyntheticSpec:
         if not 0.05 <= self.class_balance <= 0.95:
             raise fail("data.synthetic.class_balance", "a float in [0.05, 0.95]",
                         self.class_balance, "Use e.g. 0.5.")
+        if not 2 <= self.n_classes <= self.n_samples // 2:
+            raise fail("data.synthetic.n_classes", "an integer in [2, n_samples / 2]",
+                        self.n_classes, "Use e.g. 2 or 3.")
+
+
+TASKS = ("classification", "regression")
+"""Supervised tasks a target can have (``training.task`` also allows ``clustering``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MissingSpec:
+    """What to do with incomplete input. Every default is a clear error that counts and names the
+    problem; the other choices are explicit, and imputation is fitted on the training split only."""
+
+    samples: Literal["error", "intersect", "impute"] = "error"
+    """Samples present in some blocks but not others: ``error``; ``intersect`` keeps only samples
+    present in every block; ``impute`` keeps them all and imputes their absent blocks (see
+    ``values`` for how; ``impute_median`` when ``values`` is ``error`` or ``drop``)."""
+    values: Literal["error", "drop", "impute_mean", "impute_median"] = "error"
+    """Missing (NaN) feature values: ``error``; ``drop`` the samples that have any; or impute
+    them per feature with the training split's mean or median."""
+    duplicates: Literal["error", "first", "mean"] = "error"
+    """Ids that occur more than once in a table: ``error``; keep the ``first`` row; or average the
+    rows (``mean``; targets must then agree)."""
+    targets: Literal["error", "drop"] = "error"
+    """Samples without a value for a target: ``error``, or ``drop`` those samples."""
 
 
 @dataclass(frozen=True, slots=True)
 class DataSpec:
-    """Where the cohort comes from."""
+    """Where the cohort comes from: samples with pseudonymous ids, one or more omics blocks and
+    clinical variables, and one or more targets."""
 
-    source: Literal["synthetic", "table"] = "synthetic"
-    """``synthetic`` generates a cohort; ``table`` reads ``path`` (CSV, TSV or Parquet)."""
+    source: Literal["synthetic", "table", "tables", "anndata", "mudata"] = "synthetic"
+    """``synthetic`` generates a cohort; ``table`` reads one table (``path``: CSV, TSV or Parquet);
+    ``tables`` reads one table per block (``tables``) joined on ``id_column``; ``anndata`` reads an
+    ``.h5ad`` file (``path``); ``mudata`` reads an ``.h5mu`` file, one block per modality."""
     path: str | None = None
-    """The table to read when ``source`` is ``table``; relative paths are relative to the job file."""
+    """The file for ``table``, ``anndata`` and ``mudata``; relative paths are relative to the job
+    file."""
+    tables: dict[str, str] = field(default_factory=dict)
+    """``tables`` source: block name -> table path (CSV, TSV or Parquet), each with ``id_column``."""
+    targets_path: str | None = None
+    """``tables`` source: an optional table of targets (with ``id_column``); by default the targets
+    are looked up in the block tables."""
     id_column: str = "sample_id"
-    """Column holding the sample identifier; it is replaced by a pseudonymous id on input."""
-    label_column: str = "label"
-    """Column holding the binary phenotype."""
+    """Column holding the sample identifier; it is replaced by a pseudonymous id on input. For
+    AnnData/MuData: an ``obs`` column, or the ``obs_names`` when no such column exists."""
+    label_column: str | None = "label"
+    """The primary target column (a class for classification, a number for regression; optional
+    for clustering, where it only scores the clusters)."""
+    extra_targets: dict[str, Literal["classification", "regression"]] = field(default_factory=dict)
+    """More target columns, each with its task, trained on the same Gram and split."""
     feature_columns: tuple[str, ...] | None = None
-    """Feature columns to use; default: every column but the id and label columns."""
+    """``table`` source: feature columns to use; default every column but the id and targets."""
+    obs_features: tuple[str, ...] = ()
+    """AnnData/MuData: numeric ``obs`` columns used as a ``clinical`` block."""
+    layer: str | None = None
+    """AnnData: read this layer instead of ``X``."""
+    anndata_block: str = "rna"
+    """AnnData: the block name of its ``X`` (or ``layer``) features."""
+    missing: MissingSpec = field(default_factory=MissingSpec)
+    """Policy for absent samples, missing values, duplicated ids and missing targets."""
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     """Parameters of the synthetic cohort."""
 
     def __post_init__(self) -> None:
-        if self.source == "table" and not self.path:
-            raise fail("data.path", "a CSV, TSV or Parquet file when data.source is 'table'",
-                        self.path, "Set data.path, or use data.source: synthetic.")
+        if self.source in ("table", "anndata", "mudata") and not self.path:
+            raise fail("data.path", f"a file when data.source is {self.source!r}", self.path,
+                        "Set data.path, or use data.source: synthetic.")
+        if self.source == "tables" and not self.tables:
+            raise fail("data.tables", "a mapping of block name to table path when data.source is "
+                        "'tables'", self.tables, "List each omics block's table, e.g. "
+                        "{expression: expr.csv, clinical: clin.csv}.")
+        if self.label_column is not None and self.label_column in self.extra_targets:
+            raise fail("data.extra_targets", "targets other than data.label_column",
+                        dict(self.extra_targets), f"Remove {self.label_column!r} from it.")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSpec:
+    """Preprocessing of one omics block (fitted on the training split only) and its qubits."""
+
+    qubits: int = 1
+    """The block's share of the qubit budget: components kept after reduction (the block's
+    sub-register under ``fusion.mode: subregister``, its own register under ``multiple_kernel``)."""
+    log1p: bool = False
+    """Apply ``log(1 + x)`` first (counts, intensities); needs values > -1."""
+    variance_top: int | None = None
+    """Keep the features with the largest training-split variance (this many), before scaling."""
+    standardize: bool = True
+    """Centre and scale every feature to unit variance."""
+    reduction: Literal["pca", "none"] = "pca"
+    """``pca`` to ``qubits`` components; ``none`` needs exactly ``qubits`` features."""
+
+    def __post_init__(self) -> None:
+        if self.qubits < 1:
+            raise fail("preprocess.blocks.<block>.qubits", "an integer >= 1", self.qubits,
+                        "Give every block at least one qubit, or leave the block out.")
+        if self.variance_top is not None and self.variance_top < 1:
+            raise fail("preprocess.blocks.<block>.variance_top", "an integer >= 1 or null",
+                        self.variance_top, "Use e.g. 500, or null to keep every feature.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +187,54 @@ class PreprocessSpec:
     """Centre and scale every feature to unit variance before reduction."""
     reduction: Literal["pca", "none"] = "pca"
     """``pca`` reduces to ``feature_map.qubits`` components; ``none`` needs exactly that many features."""
+    log1p: bool = False
+    """Apply ``log(1 + x)`` to every feature first (when ``blocks`` is empty)."""
+    variance_top: int | None = None
+    """Keep this many highest-variance features first (when ``blocks`` is empty)."""
     angle_range: float = math.pi
     """Features are min-max scaled to ``[0, angle_range]`` on the training split."""
+    blocks: dict[str, BlockSpec] = field(default_factory=dict)
+    """Per-block preprocessing and qubit shares (block name -> settings). Empty: one pipeline over
+    all features, or, for ``fusion`` modes other than ``concat``, default settings with the qubits
+    shared out evenly. When given, it must name every block and its ``qubits`` must add up to
+    ``feature_map.qubits``."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.angle_range <= 4 * math.pi:
             raise fail("preprocess.angle_range", "a float in (0, 4*pi]", self.angle_range,
                         "Use pi (the default).")
+        if self.variance_top is not None and self.variance_top < 1:
+            raise fail("preprocess.variance_top", "an integer >= 1 or null", self.variance_top,
+                        "Use e.g. 500, or null to keep every feature.")
+
+
+@dataclass(frozen=True, slots=True)
+class FusionSpec:
+    """How omics blocks are combined in the quantum kernel."""
+
+    mode: Literal["concat", "subregister", "multiple_kernel"] = "concat"
+    """``concat``: all blocks' components on one register and one feature map (a); ``subregister``:
+    each block's feature map on its own qubits, then ``cross_layers`` entangling layers between
+    neighbouring blocks (b); ``multiple_kernel``: one kernel per block on its own register,
+    combined by ``combine`` with ``weights`` (c)."""
+    cross_layers: int = 1
+    """``subregister``: layers of cross-block ZZ interactions (0 gives the product of the blocks'
+    kernels)."""
+    combine: Literal["sum", "product"] = "sum"
+    """``multiple_kernel``: ``sum`` gives ``K = sum_b w_b K_b`` (weights normalised to sum 1);
+    ``product`` gives ``K = prod_b K_b ** w_b``."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """``multiple_kernel``: block -> weight. Empty: chosen by kernel-target alignment on the
+    training split (``w_b`` proportional to the positive part of each block's centred alignment)."""
+
+    def __post_init__(self) -> None:
+        if self.cross_layers < 0:
+            raise fail("fusion.cross_layers", "an integer >= 0", self.cross_layers, "Use 1.")
+        bad = {k: v for k, v in self.weights.items() if not 0.0 <= v < math.inf}
+        if bad or (self.weights and sum(self.weights.values()) <= 0):
+            raise fail("fusion.weights", "a mapping of block -> weight >= 0, not all zero",
+                        dict(self.weights), "Use e.g. {expression: 0.7, clinical: 0.3}, or leave "
+                        "it empty to choose weights by kernel-target alignment.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,14 +379,27 @@ class TilingSpec:
 
 @dataclass(frozen=True, slots=True)
 class TrainingSpec:
-    """Split, model selection and evaluation."""
+    """Split, task, model selection and evaluation."""
 
+    task: Literal["classification", "regression", "clustering"] = "classification"
+    """What to learn from ``data.label_column``: ``classification`` (binary or multi-class SVC),
+    ``regression`` (``regressor`` on a numeric target) or ``clustering`` (patient stratification
+    by spectral clustering of the kernel; the label, when given, only scores it)."""
     test_fraction: float = 0.25
-    """Fraction of samples held out (stratified) for evaluation."""
+    """Fraction of samples held out (stratified for classification) for evaluation."""
     c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
-    """SVC regularisation values tried by cross-validation."""
+    """SVC/SVR regularisation values tried by cross-validation (kernel ridge: ``alpha = 1/C``)."""
     cv_folds: int = 5
-    """Stratified folds for choosing C."""
+    """Folds (stratified for classification) for model selection and the reported CV scores."""
+    cv_repeats: int = 3
+    """Repetitions of the CV with reshuffled folds; CV scores are reported as mean and spread."""
+    regressor: Literal["svr", "kernel_ridge"] = "svr"
+    """Regression model on the precomputed kernel: ``svr`` (sparse: predictions use the support
+    vectors only) or ``kernel_ridge`` (every training sample)."""
+    probability: bool = True
+    """Classification: fit Platt-scaled class probabilities too (returned by the model)."""
+    n_clusters: int = 2
+    """Clustering: number of patient strata."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -270,6 +410,10 @@ class TrainingSpec:
                         list(self.c_grid), "Use e.g. [0.1, 1, 10].")
         if self.cv_folds < 2:
             raise fail("training.cv_folds", "an integer >= 2", self.cv_folds, "Use e.g. 5.")
+        if self.cv_repeats < 1:
+            raise fail("training.cv_repeats", "an integer >= 1", self.cv_repeats, "Use e.g. 3.")
+        if self.n_clusters < 2:
+            raise fail("training.n_clusters", "an integer >= 2", self.n_clusters, "Use e.g. 3.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +432,9 @@ class TrackingSpec:
     """Tracking URI; default ``sqlite:///<output.dir>/mlflow.db``."""
     experiment: str = "qdist"
     """MLflow experiment name."""
+    register_model: str | None = None
+    """Register the logged model under this name in the MLflow model registry (a new version
+    per run); null: log it with the run only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,12 +448,26 @@ class RunConfig:
     data: DataSpec = field(default_factory=DataSpec)
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     feature_map: FeatureMapSpec = field(default_factory=FeatureMapSpec)
+    fusion: FusionSpec = field(default_factory=FusionSpec)
     backend: BackendSpec = field(default_factory=BackendSpec)
     qpu: QpuSpec = field(default_factory=QpuSpec)
     tiles: TilingSpec = field(default_factory=TilingSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+
+    def __post_init__(self) -> None:
+        blocks = self.preprocess.blocks
+        if blocks and sum(b.qubits for b in blocks.values()) != self.feature_map.qubits:
+            shares = {k: b.qubits for k, b in blocks.items()}
+            raise fail("preprocess.blocks", f"qubit shares adding up to feature_map.qubits="
+                        f"{self.feature_map.qubits}", shares,
+                        f"Make the shares add up to {self.feature_map.qubits}, or set "
+                        f"feature_map.qubits: {sum(shares.values())}.")
+        if self.training.task != "clustering" and self.data.label_column is None:
+            raise fail("data.label_column", f"a target column for training.task "
+                        f"{self.training.task!r}", None,
+                        "Name the target column, or use training.task: clustering.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (lists for tuples), loadable by :func:`config_from_dict`."""

@@ -12,7 +12,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import pandas as pd
 
 from qdist.events import Event, RunFinished, TileCompleted
 
@@ -75,8 +74,11 @@ class MlflowTracker:
                 p.write_text(text)
                 mlflow.log_artifact(str(p))
 
-    def log_model(self, model: Any, pip_requirements: list[str], schema_rows: Any) -> str:
-        """Log the pyfunc ``model`` with qdist's own code alongside, so it loads anywhere.
+    def log_model(self, model: Any, pip_requirements: list[str], schema_rows: Any,
+                  register_as: str | None = None) -> tuple[str, str]:
+        """Log the pyfunc ``model`` with qdist's own code alongside, so it loads anywhere; with
+        ``register_as``, also register it in the model registry. Returns the model URI and
+        ``name/version`` (or ``""``).
 
         ``schema_rows`` (a few input rows) only shape the signature; no data is logged.
         """
@@ -85,17 +87,20 @@ class MlflowTracker:
         import qdist
 
         # the output example is built, not predicted: predicting could submit QPU jobs
-        labels = list(model.label_names)[: len(schema_rows)]
-        outputs = pd.DataFrame({"prediction": labels + labels[:1] * (len(schema_rows) - len(labels)),
-                                "decision": np.zeros(len(schema_rows))})
-        signature = infer_signature(schema_rows, outputs)
+        signature = infer_signature(schema_rows, model.output_example(len(schema_rows)))
         with warnings.catch_warnings():
             # MLflow nags for an input example; logging one would copy patient rows into it
             warnings.simplefilter("ignore", UserWarning)
             info = mlflow.pyfunc.log_model(name="model", python_model=model,
                                            pip_requirements=pip_requirements, signature=signature,
                                            code_paths=[str(Path(qdist.__file__).parent)])
-        return str(info.model_uri)
+        registered = ""
+        if register_as:
+            version = mlflow.register_model(str(info.model_uri), register_as)
+            registered = f"{version.name}/{version.version}"
+            log.info("Registered the model as %s (models:/%s/%s).", registered, version.name,
+                     version.version)
+        return str(info.model_uri), registered
 
     def end(self, status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)
