@@ -3,7 +3,8 @@
 Every source becomes the same thing before any policy is applied: per block, a feature table
 indexed by the input's sample id, and a table of targets. :func:`_join` then applies
 ``data.missing`` (duplicated ids, samples absent from some blocks, missing values, missing
-targets) in that order, joins the blocks on the id and pseudonymises it. Errors count the
+targets) in that order, joins the blocks on the id (blocks in name order, samples in order of
+first appearance) and pseudonymises it. Errors count the
 problem and point at rows of the input file, never at a raw identifier.
 """
 
@@ -67,7 +68,8 @@ def read_cohort(spec: DataSpec) -> Cohort:
         blocks = [_Block(mod, f"{name}:{mod}", frame) for mod, frame in mods.items()]
         blocks += _obs_block(obs, spec, name)
         targets = _obs_targets(obs, wanted, name)
-    return _join(blocks, targets, spec, wanted)
+    # blocks in name order whatever the source, as for the synthetic cohort
+    return _join(sorted(blocks, key=lambda b: b.name), targets, spec, wanted)
 
 
 # ------------------------------------------------------------------------------------ sources

@@ -26,15 +26,23 @@ __all__ = ["build_feature_map", "build_subregister_map", "kernel_circuits", "cir
 
 
 def build_feature_map(spec: FeatureMapSpec) -> QuantumCircuit:
-    """The feature-map circuit for ``spec``, decomposed to standard gates."""
-    if spec.kind == "zz":
+    """The feature-map circuit for ``spec``, decomposed to standard gates.
+
+    On a register too small for a map's interaction terms (a one-qubit block under fusion), the
+    terms that do not fit are left out: ``zz`` on one qubit is the ``z`` map, and ``pauli`` keeps
+    the strings no longer than the register (the ``z`` map when none is left).
+    """
+    paulis = [p for p in spec.paulis if len(p) <= spec.qubits]
+    if (spec.kind == "zz" and spec.qubits == 1) or (spec.kind == "pauli" and not paulis):
+        qc = z_feature_map(spec.qubits, reps=spec.reps, alpha=spec.alpha)
+    elif spec.kind == "zz":
         qc = zz_feature_map(spec.qubits, reps=spec.reps, entanglement=spec.entanglement,
                             alpha=spec.alpha)
     elif spec.kind == "z":
         qc = z_feature_map(spec.qubits, reps=spec.reps, alpha=spec.alpha)
     else:
         qc = pauli_feature_map(spec.qubits, reps=spec.reps, entanglement=spec.entanglement,
-                               alpha=spec.alpha, paulis=list(spec.paulis))
+                               alpha=spec.alpha, paulis=paulis)
     qc.name = f"{spec.kind}_feature_map"
     return qc
 
