@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,15 +28,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("mlflow")
+@contextlib.contextmanager
+def mlflow_server_at(tmp: Path, artifacts: str, env: Mapping[str, str] | None = None
+                     ) -> Iterator[str]:
+    """A real `mlflow server` on loopback (SQLite in ``tmp``, artifacts proxied to
+    ``artifacts``: a folder or an s3:// URL, with ``env`` for its credentials); yields its URL."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))  # noqa: SIM115
+         "--artifacts-destination", artifacts, "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"),  # noqa: SIM115
+        env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -52,6 +58,13 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("mlflow")
+    with mlflow_server_at(tmp, str(tmp / "artifacts")) as url:
+        yield url
 
 
 def test_run_tracked_on_server(tmp_path, mlflow_server):

@@ -8,13 +8,15 @@ SIGKILL leaves its lease behind).
 
 :class:`Lease` holds that protocol; a backend supplies four primitives on a *version token*:
 create-if-absent, read, replace-if-unchanged and delete. :class:`StoreLease` is the local
-(and network) file system backend: creation with ``O_EXCL``; a replacement writes a new record
-and re-reads it, so of two drivers racing for a dead lease only one proceeds. The S3 backend
+(and network) file system backend: writers take an ``flock`` on ``<store>.lease.lock``, so of
+two drivers racing for a dead lease only one proceeds. The S3 backend
 (:mod:`qdist.storage.s3_lease`) uses conditional writes instead. :func:`store_lease` picks one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -137,20 +140,36 @@ class Lease:
 
 
 class StoreLease(Lease):
-    """The lease as the file ``<store_location>.lease``; the token is the holder id."""
+    """The lease as the file ``<store_location>.lease``; the token is the holder id.
+
+    Writers hold an exclusive ``flock`` on ``<store_location>.lease.lock`` (released by the
+    kernel when a process dies) while they compare and write, so a take-over or renewal
+    is a true compare-and-swap; readers need no lock, as every write is a rename.
+    """
 
     def __init__(self, store_location: str | Path, ttl: float = 60.0) -> None:
         self.path = Path(f"{store_location}.lease")
+        self.lock_path = Path(f"{store_location}.lease.lock")
         super().__init__(str(self.path), ttl)
 
-    def _create(self, record: dict[str, Any]) -> Any:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return None
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _create(self, record: dict[str, Any]) -> Any:
+        with self._locked():
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(record))
         return record["holder"]
 
     def _read(self) -> tuple[dict[str, Any] | None, Any]:
@@ -163,17 +182,19 @@ class StoreLease(Lease):
         return data, data.get("holder")
 
     def _replace(self, record: dict[str, Any], token: Any) -> Any:
-        current, found = self._read()
-        if current is None or found != token:
-            return None
-        tmp = self.path.with_name(f"{self.path.name}.{self.holder}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.path)
-        after, holder = self._read()  # of two racing writers, the last rename wins: check
-        return holder if after is not None and holder == record["holder"] else None
+        with self._locked():
+            current, found = self._read()
+            if current is None or found != token:
+                return None
+            tmp = self.path.with_name(f"{self.path.name}.{self.holder}.tmp")
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, self.path)
+        return record["holder"]
 
     def _delete(self, token: Any) -> None:
-        self.path.unlink(missing_ok=True)
+        with self._locked():
+            if self._read()[1] == token:
+                self.path.unlink(missing_ok=True)
 
 
 def store_lease(store_location: str, ttl: float = 60.0) -> Lease:

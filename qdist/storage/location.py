@@ -73,8 +73,8 @@ def parse_s3_url(url: str, field: str = "output.dir") -> S3Url:
             f"The job-file field '{field}' must look like s3://bucket/prefix; got {url!r}. Name a "
             "bucket, and leave out '?' and '#' parts."
         )
-    key = parts.path.strip("/")
-    if "//" in key:
+    key = parts.path.removeprefix("/").rstrip("/")
+    if "//" in key or key.startswith("/"):
         raise ConfigError(f"The job-file field '{field}' has an empty path segment: {url!r}. "
                           "Remove the doubled '/'.")
     return S3Url(parts.netloc, key)

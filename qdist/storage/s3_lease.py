@@ -57,7 +57,7 @@ class S3Lease(Lease):
             self._client_obj = botocore.session.get_session().create_client(
                 "s3", endpoint_url=s3_endpoint(),
                 config=Config(s3={"addressing_style": s3_addressing_style()},
-                              retries={"max_attempts": 5, "mode": "standard"}))
+                              retries={"mode": "standard"}))  # attempts: AWS_MAX_ATTEMPTS, 3
         return self._client_obj
 
     def _call(self, op: str, **kwargs: Any) -> Any:
