@@ -64,6 +64,17 @@ class _Progress:
             self.bar = None
 
 
+_LABELS = {"test_accuracy": "accuracy", "test_balanced_accuracy": "bal. acc.",
+           "test_roc_auc": "ROC AUC", "cv_mean": "CV mean", "cv_std": "CV std", "test_r2": "R^2",
+           "test_rmse": "RMSE", "test_spearman": "Spearman", "train_ari": "ARI train",
+           "test_ari": "ARI test", "train_nmi": "NMI train", "silhouette": "silhouette"}
+
+
+def cv_note(result: Any) -> str:
+    return "CV mean and spread over repeated folds" if result.task != "clustering" \
+        else "no CV for clustering"
+
+
 def _summary(result: Any) -> str:
     from qdist.assembly.train import comparison_rows
 
@@ -78,15 +89,18 @@ def _summary(result: Any) -> str:
     ]
     for i, (target, task) in enumerate(result.targets.items()):
         cols, table = comparison_rows(m, task, "" if i == 0 else f"{target}/")
-        rows += ["", f"  {target} ({task})",
-                 f"  {'model':<30}" + "".join(f"{c.removeprefix('test_'):>14}" for c in cols)]
-        rows += [f"  {name:<30}" + "".join(f"{v:>14.3f}" for v in vals) for name, vals in table]
+        rows += ["", f"  {target} ({task}; test split, and {cv_note(result)})",
+                 f"  {'model':<32}" + "".join(f"{_LABELS.get(c, c):>11}" for c in cols)]
+        rows += [f"  {name:<32}" + "".join(f"{v:>11.3f}" for v in vals) for name, vals in table]
+    stores = result.stores or [result.store]
     rows += [
         "",
         f"  kernel: off-diagonal mean {m['kernel_offdiag_mean']:.3f}, variance "
         f"{m['kernel_offdiag_var']:.2e}, target alignment {m['kernel_target_alignment']:.3f}"
+        + (f", geometric difference to RBF {m['geometric_difference']:.2f}"
+           if "geometric_difference" in m else "")
         + ("  [CONCENTRATED]" if m.get("kernel_concentrated") else ""),
-        f"  store:      {result.store}",
+        *(f"  store:      {s}" for s in stores),
         f"  MLflow run: {result.mlflow_run_id} at {result.tracking_uri}",
         f"  model:      {result.model_uri or '(none: clustering logs strata.csv)'}",
         *([f"  registered: {result.registered_model}"] if result.registered_model else []),

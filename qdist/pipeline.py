@@ -70,6 +70,8 @@ class RunResult:
     others' carry ``<target>/``)."""
     registered_model: str = ""
     """``name/version`` in the MLflow model registry, when ``tracking.register_model`` is set."""
+    stores: list[str] = field(default_factory=list)
+    """Every store of the run: ``[store]``, or one per block under ``multiple_kernel``."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class RunResult:
             "metrics": self.metrics, "model_uri": self.model_uri, "out_dir": self.out_dir,
             "seconds": round(self.seconds, 3), "nodes": self.nodes, "task": self.task,
             "targets": self.targets, "registered_model": self.registered_model,
+            "stores": self.stores,
         }
 
 
@@ -444,7 +447,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
         seconds=time.perf_counter() - started, nodes=totals.nodes, task=config.training.task,
         targets={t.name: (config.training.task if t.name == config.data.label_column else t.task)
                  for t in prep.targets.values()} or {"(none)": "clustering"},
-        registered_model=result["registered"])
+        registered_model=result["registered"], stores=[s.location for s in stores.values()])
 
 
 def _kernels(prep: Prepared, stores: dict[str, Any], totals: _TileTotals,
@@ -487,12 +490,26 @@ def _kernels(prep: Prepared, stores: dict[str, Any], totals: _TileTotals,
                           "leave fusion.weights empty to choose weights by kernel-target alignment.")
     weights = {p.name: float(weights[p.name]) for p in prep.parts}
     for part in prep.parts:
-        diag, _ = kernel_diagnostics(trains[part.name], _diag_labels(prep))
-        metrics[f"{part.name}/kernel_target_alignment"] = diag["kernel_target_alignment"]
+        metrics[f"{part.name}/kernel_target_alignment"] = \
+            _diagnostics(prep, trains[part.name])[0]["kernel_target_alignment"]
         metrics[f"fusion_weight_{part.name}"] = weights[part.name]
     mode = config.fusion.combine
     return combine_kernels(trains, weights, mode), combine_kernels(tests, weights, mode), metrics, \
         weights
+
+
+def _diagnostics(prep: Prepared, k_train: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Kernel diagnostics against the primary target, with the geometric difference to the
+    classical RBF kernel of the same preprocessed features."""
+    from qdist.kernel.diagnostics import rbf_gram
+
+    primary = prep.primary
+    task = primary.task if primary is not None else "classification"
+    y = _diag_labels(prep) if primary is not None else np.arange(prep.idx_train.size) % 2
+    diag, eig = kernel_diagnostics(k_train, y, task=task, k_classical=rbf_gram(prep.f_train))
+    if primary is None:  # unlabelled clustering: there is no target to align with
+        diag["kernel_target_alignment"] = diag["kernel_target_alignment_centered"] = float("nan")
+    return diag, eig
 
 
 def _diag_labels(prep: Prepared) -> np.ndarray:
@@ -529,7 +546,7 @@ def _finish(prep: Prepared, stores: dict[str, Any], totals: _TileTotals, tracker
         metrics.update(res.metrics if is_primary else
                        {f"{name}/{k}": v for k, v in res.metrics.items()})
     main = results[config.data.label_column or ""]
-    diag, eig = kernel_diagnostics(k_train, _diag_labels(prep))
+    diag, eig = _diagnostics(prep, k_train)
     if diag["kernel_concentrated"]:
         log.warning("The kernel has concentrated (off-diagonal variance %.2e): it is nearly "
                     "constant. Lower feature_map.bandwidth or the qubit count.",

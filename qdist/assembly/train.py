@@ -179,8 +179,12 @@ def _classify(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, y_te
         if binary:
             s = (est.decision_function(f_test) if hasattr(est, "decision_function")
                  else est.predict_proba(f_test)[:, 1])
-        else:
-            s = est.predict_proba(f_test) if hasattr(est, "predict_proba") else None
+        elif hasattr(est, "predict_proba"):
+            s = est.predict_proba(f_test)
+        else:  # an SVC has no probabilities: calibrate it like the quantum model
+            folds = max(2, min(spec.cv_folds, int(np.bincount(y_train).min())))
+            s = CalibratedClassifierCV(clone(est), method="sigmoid", cv=folds,
+                                       ensemble=False).fit(f_train, y_train).predict_proba(f_test)
         metrics.update(_class_scores(prefix, y_test, est.predict(f_test), s, n_classes))
         metrics.update({prefix + k: v for k, v in _cv_stats(base).items()})
     return TrainingResult("classification", model, metrics, calibrator, class_names,

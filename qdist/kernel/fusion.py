@@ -14,27 +14,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["centered_alignment", "target_matrix", "alignment_weights", "combine_kernels"]
+from qdist.kernel.diagnostics import kernel_target_alignment
 
-
-def target_matrix(y: np.ndarray, task: str) -> np.ndarray:
-    """The ideal kernel of a target: ``Y Y^T`` with one-hot classes, or the standardised value."""
-    y = np.asarray(y)
-    if task == "classification":
-        onehot = (y[:, None] == np.unique(y)[None, :]).astype(np.float64)
-        return onehot @ onehot.T
-    v = (y - y.mean()) / (y.std() or 1.0)
-    return np.outer(v, v)
-
-
-def centered_alignment(k: np.ndarray, target: np.ndarray) -> float:
-    """``<Kc, Tc>_F / (||Kc||_F ||Tc||_F)`` with both matrices centred (``H K H``)."""
-    def center(m: np.ndarray) -> np.ndarray:
-        return m - m.mean(axis=0, keepdims=True) - m.mean(axis=1, keepdims=True) + m.mean()
-
-    kc, tc = center(k), center(target)
-    denom = np.linalg.norm(kc) * np.linalg.norm(tc)
-    return float(np.sum(kc * tc) / denom) if denom > 0 else 0.0
+__all__ = ["alignment_weights", "combine_kernels"]
 
 
 def alignment_weights(k_trains: Mapping[str, np.ndarray], y: np.ndarray | None,
@@ -43,8 +25,8 @@ def alignment_weights(k_trains: Mapping[str, np.ndarray], y: np.ndarray | None,
     names = list(k_trains)
     if y is None or task == "clustering":
         return {b: 1.0 / len(names) for b in names}
-    target = target_matrix(y, task)
-    raw = np.array([max(centered_alignment(k_trains[b], target), 0.0) for b in names])
+    raw = np.array([max(kernel_target_alignment(k_trains[b], y, task, centered=True), 0.0)
+                    for b in names])
     if raw.sum() <= 0:
         raw = np.ones(len(names))
     return dict(zip(names, (raw / raw.sum()).tolist(), strict=True))
