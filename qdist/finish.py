@@ -1,0 +1,236 @@
+"""After the tiles: assemble and check every kernel, fuse block kernels, train every target
+beside its baselines, diagnose the kernel, and log results, comparison and model to MLflow.
+Called by :func:`qdist.pipeline.run_job` once the run's stores are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qdist.errors import ConfigError
+from qdist.events import Callback, PhaseStarted, RunFinished, emit
+from qdist.kernel.diagnostics import kernel_diagnostics
+
+if TYPE_CHECKING:
+    from qdist.pipeline import Prepared
+
+__all__ = ["finish", "versions"]
+
+log = logging.getLogger(__name__)
+
+_VERSIONED = ("qdist", "qiskit", "qiskit-aer", "ray", "zarr", "dask", "scikit-learn", "mlflow",
+              "numpy")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+
+def _kernels(prep: Prepared, stores: dict[str, Any], totals: Any,
+             texts: dict[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, float],
+                                             dict[str, float]]:
+    """Assemble and check every part; QPU noise handling; combine the block kernels."""
+    from qdist.assembly import assemble
+    from qdist.kernel.fusion import alignment_weights, combine_kernels
+
+    config = prep.config
+    trains, tests, metrics = {}, {}, {}
+    ledgers = {}
+    for part in prep.parts:
+        store = stores[part.name]
+        kernels = assemble(store, part.plan, part.fingerprint)
+        k_train, k_test = kernels.k_train, kernels.k_test
+        if config.backend.kind == "qpu":
+            from qdist.qpu_steps import qpu_record, repair
+
+            k_train, k_test, noise = repair(config, store, k_train, k_test, part.qubits)
+            _, ledgers[part.name] = qpu_record(store, totals)
+            metrics.update(noise if len(prep.parts) == 1 else
+                           {f"{part.name}/{k}": v for k, v in noise.items()})
+        trains[part.name], tests[part.name] = k_train, k_test
+    if config.backend.kind == "qpu":
+        metrics.update({"qpu_jobs_submitted": float(totals.submitted),
+                        "qpu_jobs_reattached": float(totals.reattached)})
+        ledger = ledgers["all"] if len(ledgers) == 1 and "all" in ledgers else ledgers
+        texts["qpu_jobs.json"] = json.dumps(ledger, indent=2, sort_keys=True)
+    if len(prep.parts) == 1:
+        return trains[prep.parts[0].name], tests[prep.parts[0].name], metrics, {}
+    primary = prep.primary
+    weights = dict(config.fusion.weights) or alignment_weights(
+        trains, primary.values[prep.idx_train] if primary is not None else None,
+        config.training.task)
+    absent = [p.name for p in prep.parts if p.name not in weights]
+    if absent:
+        raise ConfigError(f"The job-file field 'fusion.weights' must give every block a weight; "
+                          f"got {dict(config.fusion.weights)}, without {absent}. Add them, or "
+                          "leave fusion.weights empty to choose weights by kernel-target alignment.")
+    weights = {p.name: float(weights[p.name]) for p in prep.parts}
+    for part in prep.parts:
+        metrics[f"{part.name}/kernel_target_alignment"] = \
+            _diagnostics(prep, trains[part.name])[0]["kernel_target_alignment"]
+        metrics[f"fusion_weight_{part.name}"] = weights[part.name]
+    mode = config.fusion.combine
+    return combine_kernels(trains, weights, mode), combine_kernels(tests, weights, mode), metrics, \
+        weights
+
+
+def _diagnostics(prep: Prepared, k_train: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Kernel diagnostics against the primary target, with the geometric difference to the
+    classical RBF kernel of the same preprocessed features."""
+    from qdist.kernel.diagnostics import rbf_gram
+
+    primary = prep.primary
+    task = primary.task if primary is not None else "classification"
+    y = _diag_labels(prep) if primary is not None else np.arange(prep.idx_train.size) % 2
+    diag, eig = kernel_diagnostics(k_train, y, task=task, k_classical=rbf_gram(prep.f_train))
+    if primary is None:  # unlabelled clustering: there is no target to align with
+        diag["kernel_target_alignment"] = diag["kernel_target_alignment_centered"] = float("nan")
+    return diag, eig
+
+
+def _diag_labels(prep: Prepared) -> np.ndarray:
+    return prep.y_train if prep.primary is not None else np.zeros(prep.idx_train.size, dtype=int)
+
+
+def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
+            cbs: list[Callback], job_text: str) -> dict[str, Any]:
+    """Assemble, check, combine, train every target, diagnose and log."""
+    import tempfile
+
+    from qdist.assembly.train import train_task
+    from qdist.tracking.plots import kernel_heatmap, spectrum_plot
+
+    config = prep.config
+    emit(cbs, PhaseStarted("assemble"))
+    texts = {"job.yaml": job_text,
+             "store_uri.txt": "".join(s.location + "\n" for s in stores.values())}
+    k_train, k_test, metrics, weights = _kernels(prep, stores, totals, texts)
+    emit(cbs, PhaseStarted("train"))
+    task = config.training.task
+    primary = prep.primary
+    results = {}
+    for name, target in ({"": primary} if task == "clustering" and primary is None
+                         else {t.name: t for t in prep.targets.values()}).items():
+        is_primary = name in ("", config.data.label_column)
+        t_task = task if is_primary else target.task  # type: ignore[union-attr]
+        y_tr = target.values[prep.idx_train] if target is not None else None
+        y_te = target.values[prep.idx_test] if target is not None else None
+        res = train_task(t_task, k_train, y_tr, k_test, y_te, prep.f_train, prep.f_test,
+                         config.training, config.seed,
+                         target.class_names if target is not None else ())
+        results[name] = res
+        metrics.update(res.metrics if is_primary else
+                       {f"{name}/{k}": v for k, v in res.metrics.items()})
+    main = results[config.data.label_column or ""]
+    diag, eig = _diagnostics(prep, k_train)
+    if diag["kernel_concentrated"]:
+        log.warning("The kernel has concentrated (off-diagonal variance %.2e): it is nearly "
+                    "constant. Lower feature_map.bandwidth or the qubit count.",
+                    diag["kernel_offdiag_var"])
+    metrics.update({**diag,
+                    "tiles_computed": float(totals.tiles_computed),
+                    "tile_retries": float(totals.retries),
+                    "tile_phase_seconds": totals.seconds,
+                    "entries_per_second": totals.entries_computed / totals.seconds
+                    if totals.seconds else 0.0})
+    for store in stores.values():
+        part_tiles = len(next(p for p in prep.parts if stores[p.name] is store).plan.tiles)
+        store.update_attrs(completion={"tiles_total": part_tiles, "complete": True,
+                                       "tiles_computed_last_run": totals.tiles_computed,
+                                       "tile_retries_last_run": totals.retries,
+                                       "nodes_last_run": totals.nodes,
+                                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                    time.gmtime())})
+    emit(cbs, RunFinished(metrics))
+    texts["comparison.md"] = _comparison_markdown(prep, metrics, results)
+    if main.assignments is not None:
+        texts["strata.csv"] = _strata_csv(prep, main, k_test)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        heat = kernel_heatmap(k_train, _diag_labels(prep), t / "kernel_heatmap.png",
+                              f"K(train, train), {config.feature_map.kind}, "
+                              f"{config.feature_map.qubits} qubits, {config.fusion.mode}")
+        spec = spectrum_plot(eig, t / "kernel_spectrum.png", "Eigen-spectrum of K(train, train)")
+        tracker.log_artifacts([("plots", heat), ("plots", spec)], texts)
+    model_uri, registered = "", ""
+    if main.model is not None:
+        import pandas as pd
+
+        model = _pyfunc(prep, main, weights)
+        schema_rows = pd.DataFrame(prep.cohort.features[prep.idx_train[:2]],
+                                   columns=list(prep.cohort.feature_names))
+        model_uri, registered = tracker.log_model(model, _pip_requirements(), schema_rows,
+                                                  register_as=config.tracking.register_model)
+    return {"metrics": metrics, "model_uri": model_uri, "registered": registered}
+
+
+def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float]) -> Any:
+    """The primary target's model as a pyfunc holding only the support vectors' encodings."""
+    from sklearn.kernel_ridge import KernelRidge
+
+    from qdist.tracking.model import KernelComponent, QuantumKernelModel
+
+    config = prep.config
+    support = result.support
+    components = [KernelComponent(p.name, p.qpy.tobytes(), p.columns,
+                                  prep.x_train[support][:, p.columns]) for p in prep.parts]
+    ridge = isinstance(result.model, KernelRidge)  # its fitted object keeps the training kernel
+    return QuantumKernelModel(
+        prep.preprocessor, list(prep.cohort.feature_names), components, config.backend,
+        task=result.task, estimator=None if ridge else result.model, support=support,
+        n_train=prep.idx_train.size, class_names=result.class_names,
+        calibrator=result.calibrator,
+        dual_coef=np.asarray(result.model.dual_coef_).ravel() if ridge else None,
+        weights=weights or None, combine=config.fusion.combine,
+        qpu=config.qpu if config.backend.kind == "qpu" else None)
+
+
+def _comparison_markdown(prep: Prepared, metrics: dict[str, float], results: dict[str, Any]) -> str:
+    """Quantum and classical metrics side by side, one table per target."""
+    from qdist.assembly.train import comparison_rows
+
+    lines = [f"# {prep.config.name}: quantum kernel vs classical baselines", ""]
+    for name, res in results.items():
+        is_primary = name in ("", prep.config.data.label_column)
+        cols, rows = comparison_rows(metrics, res.task, "" if is_primary else f"{name}/")
+        title = name or "(no target)"
+        scoring = f"; CV: {res.cv_scoring}, {prep.config.training.cv_folds} folds x " \
+                  f"{prep.config.training.cv_repeats} repeats" if res.cv_scoring else ""
+        lines += [f"## {title} ({res.task}{scoring})", "",
+                  "| model | " + " | ".join(cols) + " |",
+                  "|---" * (len(cols) + 1) + "|"]
+        lines += ["| " + model + " | " + " | ".join(f"{v:.3f}" for v in vals) + " |"
+                  for model, vals in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _strata_csv(prep: Prepared, result: Any, k_test: np.ndarray) -> str:
+    """Clustering: each sample's stratum, by pseudonymous id (test samples assigned)."""
+    from qdist.assembly.train import assign_to_strata
+
+    ids = prep.cohort.sample_ids
+    test = assign_to_strata(k_test, result.assignments, prep.config.training.n_clusters)
+    rows = [f"{ids[i]},train,{c}" for i, c in zip(prep.idx_train, result.assignments, strict=True)]
+    rows += [f"{ids[i]},test,{c}" for i, c in zip(prep.idx_test, test, strict=True)]
+    return "sample_id,split,stratum\n" + "\n".join(rows) + "\n"
+
+
+def _pip_requirements() -> list[str]:
+    v = versions()
+    return [f"{name}=={v[name]}" for name in ("qiskit", "scikit-learn", "numpy", "mlflow")
+            if v[name] != "not installed"] + ["pandas"]
