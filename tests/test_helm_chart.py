@@ -4,6 +4,7 @@ validated against the Kubernetes schemas and KubeRay's CRDs (strict: unknown fie
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from pathlib import Path
@@ -241,3 +242,18 @@ def test_every_value_is_commented():
             missing.append(f"line {i + 1}: {key}")
         parents.append((indent, key))
     assert not missing, missing
+
+
+def test_the_readme_helm_install_renders_valid_objects():
+    from .test_k8s_render import readme_commands
+
+    (argv,) = readme_commands("helm install qdist ")
+    assert argv[2:4] == ["qdist", "helm/qdist"] or argv[2:4] == ["qdist", str(CHART)]
+    sets = [arg for prev, arg in itertools.pairwise(argv) if prev == "--set"]
+    values = helm.parse_set_string(",".join(sets))  # Helm's own --set parser
+    assert values["image"]["repository"] == "registry.example.org/team/qdist-cpu"
+    docs = render(values)
+    assert_valid(docs)
+    images = {c["image"] for d in docs for c in containers(d)}
+    assert "registry.example.org/team/qdist-cpu:0.1.0" in images
+    assert "registry.example.org/team/qdist-mlflow:0.1.0" in images

@@ -3,6 +3,7 @@ against the Kubernetes schemas and KubeRay's CRDs (strict), and checked for what
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 
@@ -222,3 +223,32 @@ def test_names_are_dns_labels(tmp_path):
     assert configmap["metadata"]["name"] == rayjob["metadata"]["name"] + "-job"
     assert rayjob["metadata"]["name"].startswith("team-a-qdi-a-very-long-study")
     assert "team-a-qdist-store" in to_yaml([rayjob])  # the chart's claim name for that release
+
+
+def readme_commands(prefix: str) -> list[list[str]]:
+    """The commands starting with ``prefix`` in the README's Kubernetes section, as argv lists
+    (continuation lines joined, comments dropped, ``$REG`` filled in)."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## On Kubernetes\n", 1)[1].split("\n## ", 1)[0]
+    text = "\n".join(re.findall(r"```bash\n(.*?)```", section, flags=re.S)).replace("\\\n", " ")
+    lines = [ln.split(" #", 1)[0].strip() for ln in text.splitlines()]
+    return [shlex.split(ln.replace("$REG", "registry.example.org/team")) for ln in lines
+            if ln.startswith(prefix)]
+
+
+def test_the_readme_render_command_works(tmp_path, capsys, monkeypatch):
+    commands = readme_commands("qdist k8s render")
+    assert commands
+    monkeypatch.chdir(REPO)
+    for argv in commands:
+        out = tmp_path / "rayjob.yaml"
+        argv = [str(out) if prev == "--out" else a for prev, a in itertools.pairwise(["", *argv])]
+        assert main(argv[1:]) == 0
+        configmap, rayjob = load_docs(out.read_text())
+        assert_valid([configmap, rayjob])
+        head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        assert head["image"] == "registry.example.org/team/qdist-cpu:0.1.0"
+        # the README shows this name for the submitter's log: it must be what render makes
+        assert f"job/{rayjob['metadata']['name']}" in (REPO / "README.md").read_text()
