@@ -118,10 +118,19 @@ def test_dockerignore_keeps_local_state_out():
 
 @pytest.mark.integration
 def test_the_wheel_the_images_install_builds_and_holds_the_package(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO),
-                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    """Built from exactly what the Dockerfiles copy, in a folder of its own (a build inside the
+    repository would leave a build/ folder there)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "qdist", src / "qdist",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(src),
+                           "-w", str(tmp_path / "wheels")], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (wheel,) = tmp_path.glob("qdist-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob("qdist-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for member in ("qdist/py.typed", "qdist/cli.py", "qdist/k8s/rayjob.py",
                    "qdist/storage/s3_lease.py", "qdist/orchestration/worker.py"):
