@@ -192,6 +192,8 @@ def test_relative_data_paths_are_refused(tmp_path, sections, field):
     (["--release", "Bad_Name"], "'--release'"),
     (["--cpus-per-pod", "0"], "'--cpus-per-pod'"),
     (["--head-memory", "lots"], "'--head-memory'"),
+    (["--pull-policy", "Sometimes"], "'--pull-policy'"),
+    (["--mount-path", "data"], "'--mount-path'"),
 ])
 def test_bad_options_name_the_option(args, match, capsys):
     assert main(["k8s", "render", str(DEMO), *args]) == 2
@@ -253,3 +255,11 @@ def test_the_readme_render_command_works(tmp_path, capsys, monkeypatch):
         name = rayjob["metadata"]["name"]
         assert re.fullmatch(r"qdist-demo-[0-9a-f]{8}", name)
         assert re.search(r"job/qdist-demo-[0-9a-f]{8}\b", (REPO / "README.md").read_text())
+
+
+def test_the_default_store_follows_the_mount_path():
+    _, rayjob = render_rayjob(DEMO, K8sSettings(mount_path="/data/shared"))
+    args = _parser().parse_args(shlex.split(rayjob["spec"]["entrypoint"])[1:])
+    assert args.out == "/data/shared/runs/demo"
+    head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"name": "store", "mountPath": "/data/shared"} in head["volumeMounts"]

@@ -88,7 +88,7 @@ def render_rayjob(job: str | Path, settings: K8sSettings) -> list[dict[str, Any]
     config = load_config(path, environ={})  # the cluster's environment, not this shell's
     text = path.read_text()
     check_paths(yaml.safe_load(text))
-    store = settings.store.rstrip("/")
+    store = settings.output_base
     slug = dns_name(config.name)
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     head = settings.prefix[:10].rstrip("-")

@@ -64,9 +64,9 @@ class K8sSettings:
     """Image pull policy of every container."""
     ray_version: str = field(default_factory=lambda: _version("ray", "2.60.0"))
     """Ray version inside the images (KubeRay's ``rayVersion``)."""
-    store: str = "/mnt/qdist/runs"
-    """Where job outputs go: a folder under ``mount_path`` on the shared claim, or
-    ``s3://bucket/prefix``; a job's output is ``<store>/<job name>``."""
+    store: str | None = None
+    """Where job outputs go: a folder under ``mount_path`` on the shared claim (default
+    ``<mount_path>/runs``), or ``s3://bucket/prefix``; a job's output is ``<store>/<job name>``."""
     pvc_claim: str | None = None
     """The ReadWriteMany claim mounted at ``mount_path`` (default ``<fullname>-store``)."""
     mount_path: str = "/mnt/qdist"
@@ -103,14 +103,20 @@ class K8sSettings:
                        "at most 53 characters)", self.release, "Use e.g. qdist.")
         if self.namespace is not None and not _DNS_LABEL.match(self.namespace):
             raise fail("--namespace", "a DNS-1123 label", self.namespace, "Use e.g. qdist.")
-        if self.store.startswith("s3://"):
-            parts = urlsplit(self.store)
+        if self.pull_policy not in ("IfNotPresent", "Always", "Never"):
+            raise fail("--pull-policy", "IfNotPresent, Always or Never", self.pull_policy,
+                       "Use IfNotPresent.")
+        if not self.mount_path.startswith("/"):
+            raise fail("--mount-path", "an absolute path", self.mount_path, "Use e.g. /mnt/qdist.")
+        if self.output_base.startswith("s3://"):
+            parts = urlsplit(self.output_base)
             if "@" in parts.netloc:
                 raise fail("--store", "an s3:// URL without credentials", "(not shown)",
                            "Credentials come from the Secret named by --s3-secret.")
             if not parts.netloc or parts.query or parts.fragment:
                 raise fail("--store", "s3://bucket/prefix", self.store, "Name a bucket.")
-        elif "://" in self.store or not self.store.startswith(self.mount_path.rstrip("/") + "/"):
+        elif "://" in self.output_base or not self.output_base.startswith(
+                self.mount_path.rstrip("/") + "/"):
             raise fail("--store", f"a folder under the shared mount {self.mount_path}, or "
                        "s3://bucket/prefix", self.store,
                        f"Use e.g. {self.mount_path}/runs or s3://my-bucket/qdist.")
@@ -128,8 +134,13 @@ class K8sSettings:
                 raise fail(flag, "a Kubernetes quantity", value, "Use e.g. 2 or 8Gi.")
 
     @property
+    def output_base(self) -> str:
+        """``store``, or ``<mount_path>/runs``."""
+        return (self.store or f"{self.mount_path.rstrip('/')}/runs").rstrip("/")
+
+    @property
     def s3(self) -> bool:
-        return self.store.startswith("s3://")
+        return self.output_base.startswith("s3://")
 
     @property
     def prefix(self) -> str:
