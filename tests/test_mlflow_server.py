@@ -90,4 +90,5 @@ def test_run_tracked_on_server(tmp_path, mlflow_server):
 
     names = [f"rna_{i}" for i in range(12)] + [f"prot_{i}" for i in range(5)]
     out = model.predict(pd.DataFrame(rows, columns=names))
-    assert list(out.columns) == ["prediction", "decision"] and len(out) == 3
+    assert list(out.columns) == ["prediction", "decision", "probability_0", "probability_1"]
+    assert len(out) == 3
