@@ -91,6 +91,10 @@ def test_default_cutoff_stays_within_its_recorded_bound():
     assert np.all(err <= fidelity_error_bound(states) + ATOL)
     assert np.all(err <= fidelity_error_bound(states, tile=mps_fidelity_tile(states)) + ATOL)
     assert states.distance_bound.max() < 1e-6
+    # every sample here dropped something (down to 1e-31): none may be recorded as exact
+    assert np.all(states.truncation_error > 0) and np.all(states.distance_bound > 0)
+    # sum_i f(eps_i) >= sqrt(sum_i eps_i), since f(eps) >= sqrt(eps)
+    assert np.all(states.distance_bound >= np.sqrt(states.truncation_error) * (1 - 1e-12))
 
 
 @pytest.mark.parametrize("max_bond", [4, 6])
@@ -130,6 +134,9 @@ def test_chunking_and_diagonal_tiles_change_nothing():
     np.testing.assert_array_equal(tile, tile.T)
     np.testing.assert_allclose(np.diag(tile), 1.0, atol=ATOL)
     np.testing.assert_allclose(tile, mps_fidelity_tile(one, one), atol=ATOL, rtol=0)
+    np.testing.assert_array_equal(MpsBackend.tile(one), tile)
+    per_sample = sum(t.nbytes for t in one.tensors) / len(one)
+    assert per_sample <= MpsBackend.bytes_per_sample(6, int(one.bond_dims.max()))
     # sub-tiles smaller than the sample count: exercised by a tiny cache budget
     np.testing.assert_allclose(mps_overlaps(one, cache_bytes=1), mps_overlaps(one), atol=ATOL)
 
