@@ -42,19 +42,27 @@ def versions() -> dict[str, str]:
 
 def _kernels(prep: Prepared, stores: dict[str, Any], totals: Any,
              texts: dict[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, float],
-                                             dict[str, float]]:
+                                             dict[str, float], dict[str, Any]]:
     """Assemble and check every part; QPU noise handling; combine the block kernels."""
     from qdist.assembly import assemble
     from qdist.kernel.fusion import alignment_weights, combine_kernels
 
     config = prep.config
     trains, tests, metrics = {}, {}, {}
-    ledgers = {}
+    ledgers: dict[str, Any] = {}
+    lazy: dict[str, Any] = {}
+    m = prep.landmarks
     for part in prep.parts:
         store = stores[part.name]
-        kernels = assemble(store, part.plan, part.fingerprint)
-        k_train, k_test = kernels.k_train, kernels.k_test
-        if config.backend.kind == "qpu":
+        if m:  # Nystrom: only K(train, L) and K(test, L) are loaded
+            from qdist.assembly.assemble import assemble_columns
+
+            k_train, k_test, lazy[part.name] = assemble_columns(store, part.plan, m,
+                                                                part.fingerprint)
+        else:
+            kernels = assemble(store, part.plan, part.fingerprint)
+            k_train, k_test = kernels.k_train, kernels.k_test
+        if config.backend.kind == "qpu" and not m:
             from qdist.qpu_steps import qpu_record, repair
 
             k_train, k_test, noise = repair(config, store, k_train, k_test, part.qubits)
@@ -68,10 +76,12 @@ def _kernels(prep: Prepared, stores: dict[str, Any], totals: Any,
         ledger = ledgers["all"] if len(ledgers) == 1 and "all" in ledgers else ledgers
         texts["qpu_jobs.json"] = json.dumps(ledger, indent=2, sort_keys=True)
     if len(prep.parts) == 1:
-        return trains[prep.parts[0].name], tests[prep.parts[0].name], metrics, {}
+        return trains[prep.parts[0].name], tests[prep.parts[0].name], metrics, {}, lazy
     primary = prep.primary
+    rows = slice(0, m or prep.idx_train.size)  # alignment on the square block: K(L, L) for Nystrom
     weights = dict(config.fusion.weights) or alignment_weights(
-        trains, primary.values[prep.idx_train] if primary is not None else None,
+        {b: k[rows] for b, k in trains.items()},
+        primary.values[prep.idx_train][rows] if primary is not None else None,
         config.training.task)
     absent = [p.name for p in prep.parts if p.name not in weights]
     if absent:
@@ -81,22 +91,24 @@ def _kernels(prep: Prepared, stores: dict[str, Any], totals: Any,
     weights = {p.name: float(weights[p.name]) for p in prep.parts}
     for part in prep.parts:
         metrics[f"{part.name}/kernel_target_alignment"] = \
-            _diagnostics(prep, trains[part.name])[0]["kernel_target_alignment"]
+            _diagnostics(prep, trains[part.name][rows])[0]["kernel_target_alignment"]
         metrics[f"fusion_weight_{part.name}"] = weights[part.name]
     mode = config.fusion.combine
     return combine_kernels(trains, weights, mode), combine_kernels(tests, weights, mode), metrics, \
-        weights
+        weights, lazy
 
 
 def _diagnostics(prep: Prepared, k_train: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """Kernel diagnostics against the primary target, with the geometric difference to the
-    classical RBF kernel of the same preprocessed features."""
+    """Kernel diagnostics of the square ``k_train`` (the first ``len(k_train)`` training samples:
+    all of them, or the landmarks) against the primary target, with the geometric difference to
+    the classical RBF kernel of the same preprocessed features."""
     from qdist.kernel.diagnostics import rbf_gram
 
+    n = k_train.shape[0]
     primary = prep.primary
     task = primary.task if primary is not None else "classification"
-    y = _diag_labels(prep) if primary is not None else np.arange(prep.idx_train.size) % 2
-    diag, eig = kernel_diagnostics(k_train, y, task=task, k_classical=rbf_gram(prep.f_train))
+    y = _diag_labels(prep)[:n] if primary is not None else np.arange(n) % 2
+    diag, eig = kernel_diagnostics(k_train, y, task=task, k_classical=rbf_gram(prep.f_train[:n]))
     if primary is None:  # unlabelled clustering: there is no target to align with
         diag["kernel_target_alignment"] = diag["kernel_target_alignment_centered"] = float("nan")
     return diag, eig
@@ -111,6 +123,7 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
     """Assemble, check, combine, train every target, diagnose and log."""
     import tempfile
 
+    from qdist.assembly.nystrom_task import train_nystrom
     from qdist.assembly.train import train_task
     from qdist.tracking.plots import kernel_heatmap, spectrum_plot
 
@@ -118,7 +131,7 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
     emit(cbs, PhaseStarted("assemble"))
     texts = {"job.yaml": job_text,
              "store_uri.txt": "".join(s.location + "\n" for s in stores.values())}
-    k_train, k_test, metrics, weights = _kernels(prep, stores, totals, texts)
+    k_train, k_test, metrics, weights, lazy = _kernels(prep, stores, totals, texts)
     emit(cbs, PhaseStarted("train"))
     task = config.training.task
     primary = prep.primary
@@ -129,14 +142,18 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
         t_task = task if is_primary else target.task  # type: ignore[union-attr]
         y_tr = target.values[prep.idx_train] if target is not None else None
         y_te = target.values[prep.idx_test] if target is not None else None
-        res = train_task(t_task, k_train, y_tr, k_test, y_te, prep.f_train, prep.f_test,
-                         config.training, config.seed,
-                         target.class_names if target is not None else ())
+        trainer = train_nystrom if prep.landmarks else train_task
+        res = trainer(t_task, k_train, y_tr, k_test, y_te, prep.f_train, prep.f_test,
+                      config.training, config.seed,
+                      target.class_names if target is not None else ())
         results[name] = res
         metrics.update(res.metrics if is_primary else
                        {f"{name}/{k}": v for k, v in res.metrics.items()})
     main = results[config.data.label_column or ""]
-    diag, eig = _diagnostics(prep, k_train)
+    m = prep.landmarks
+    diag, eig = _diagnostics(prep, k_train[:m] if m else k_train)
+    if m:
+        diag.update(_whole_gram(prep, stores, lazy, weights, main))
     if diag["kernel_concentrated"]:
         log.warning("The kernel has concentrated (off-diagonal variance %.2e): it is nearly "
                     "constant. Lower feature_map.bandwidth or the qubit count.",
@@ -161,10 +178,12 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
         texts["strata.csv"] = _strata_csv(prep, main, k_test)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        heat = kernel_heatmap(k_train, _diag_labels(prep), t / "kernel_heatmap.png",
-                              f"K(train, train), {config.feature_map.kind}, "
+        which = "K(landmarks, landmarks)" if m else "K(train, train)"
+        heat = kernel_heatmap(k_train[:m] if m else k_train, _diag_labels(prep)[:m or None],
+                              t / "kernel_heatmap.png",
+                              f"{which}, {config.feature_map.kind}, "
                               f"{config.feature_map.qubits} qubits, {config.fusion.mode}")
-        spec = spectrum_plot(eig, t / "kernel_spectrum.png", "Eigen-spectrum of K(train, train)")
+        spec = spectrum_plot(eig, t / "kernel_spectrum.png", f"Eigen-spectrum of {which}")
         tracker.log_artifacts([("plots", heat), ("plots", spec)], texts)
     model_uri, registered = "", ""
     if main.model is not None:
@@ -176,6 +195,43 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
         model_uri, registered = tracker.log_model(model, _pip_requirements(), schema_rows,
                                                   register_as=config.tracking.register_model)
     return {"metrics": metrics, "model_uri": model_uri, "registered": registered}
+
+
+def _whole_gram(prep: Prepared, stores: dict[str, Any], lazies: dict[str, Any],
+                weights: dict[str, float], main: Any) -> dict[str, float]:
+    """Nystrom with ``full_gram``: diagnostics of the whole stored Gram, streamed with Dask
+    (never in memory at once), and, where the exact SVC fits, its accuracy gap to Nystrom."""
+    from qdist.assembly.nystrom import gram_moments_dask, nystrom_gap
+    from qdist.planning.cost import exact_bytes
+
+    config = prep.config
+    if not config.training.nystrom.full_gram or not lazies:
+        return {"diagnostics_on_landmarks_only": 1.0}
+    lazy = list(lazies.values())
+    if len(lazy) == 1:
+        k = lazy[0]
+    elif config.fusion.combine == "sum":
+        total = sum(weights.values())
+        k = sum(weights[b] / total * lazies[b] for b in lazies)
+    else:
+        return {"diagnostics_on_landmarks_only": 1.0}
+    primary = prep.primary
+    out = gram_moments_dask(k, _diag_labels(prep) if primary is not None else None,
+                            primary.task if primary is not None else "auto")
+    out["diagnostics_on_landmarks_only"] = 0.0
+    n_train, n_test = prep.idx_train.size, prep.idx_test.size
+    if (primary is not None and primary.task == "classification" and len(lazy) == 1
+            and exact_bytes(n_train, n_test) <= config.training.exact_max_gb * 1024**3):
+        from qdist.assembly import assemble
+
+        part = prep.parts[0]
+        dense = assemble(stores[part.name], part.plan, part.fingerprint)
+        c = main.model.get_params().get("C") or 1.0
+        gap = nystrom_gap(dense.k_train, prep.y_train, dense.k_test, prep.y_test,
+                          np.arange(prep.landmarks), c, config.training.nystrom.model,
+                          config.seed)
+        out.update({k: v for k, v in gap.items() if k != "nystrom_landmarks"})
+    return out
 
 
 def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float]) -> Any:
@@ -195,7 +251,7 @@ def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float]) -> Any:
         n_train=prep.idx_train.size, class_names=result.class_names,
         calibrator=result.calibrator,
         dual_coef=np.asarray(result.model.dual_coef_).ravel() if ridge else None,
-        weights=weights or None, combine=config.fusion.combine,
+        weights=weights or None, combine=config.fusion.combine, projection=result.projection,
         qpu=config.qpu if config.backend.kind == "qpu" else None)
 
 

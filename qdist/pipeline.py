@@ -29,7 +29,8 @@ from qdist.events import Callback, PhaseStarted, QpuBudgetReady, RunStarted, emi
 from qdist.finish import finish, versions
 from qdist.kernel.feature_maps import circuit_fingerprint, circuit_to_qpy, kernel_circuits
 from qdist.planning import Plan, make_plan
-from qdist.planning.cost import WorkerMemory, cached_blocks, resolve_tile_size
+from qdist.planning.cost import WorkerMemory, cached_blocks, choose_method, resolve_tile_size
+from qdist.planning.plan import landmark_plan
 
 __all__ = ["RunResult", "Prepared", "KernelPart", "prepare", "run_job", "part_location"]
 
@@ -106,6 +107,10 @@ class Prepared:
     """Every target, encoded for its task (primary first); empty for unlabelled clustering."""
     fingerprint: str
     data_fingerprint: str
+    method: str = "exact"
+    """``exact`` or ``nystrom`` (:func:`qdist.planning.cost.choose_method`)."""
+    landmarks: int = 0
+    """Nystrom: the first ``landmarks`` training samples are the landmarks; 0 on the exact path."""
 
     @property
     def plan(self) -> Plan:
@@ -186,13 +191,23 @@ def prepare(config: RunConfig) -> Prepared:
                        _impute_strategy(config)).fit(cohort.features[idx_train])
     x_train = pre.transform(cohort.features[idx_train])
     x_test = pre.transform(cohort.features[idx_test])
+    circuits = kernel_circuits(config.feature_map, config.fusion, pre.parts)
+    sizes = [_tile_size(config, len(idx_train), c.num_qubits) for _, c, _ in circuits]
+    method = choose_method(config.training.method, len(idx_train), len(idx_test),
+                           config.training.exact_max_gb)
+    landmarks = 0
+    if method == "nystrom":
+        sizes = [min(sizes)] * len(sizes)  # one grid for every block kernel: whole landmark tiles
+        landmarks, order = _landmarks(config, x_train, circuits, sizes[0])
+        idx_train, x_train = idx_train[order], x_train[order]  # the landmarks come first
     y_train, y_test = _store_targets(targets, config, idx_train, idx_test)
     data_fp = _sha(x_train.tobytes(), x_test.tobytes(), y_train.tobytes(), y_test.tobytes())
     parts = []
-    for name, circuit, cols in kernel_circuits(config.feature_map, config.fusion, pre.parts):
+    for (name, circuit, cols), tile_size in zip(circuits, sizes, strict=True):
         q = circuit.num_qubits
-        tile_size = _tile_size(config, len(idx_train), q)
         plan = make_plan(len(idx_train), len(idx_test), tile_size, config.seed)
+        if landmarks and not config.training.nystrom.full_gram:
+            plan = landmark_plan(plan, landmarks)
         part_fp = _sha(x_train[:, cols].tobytes(), x_test[:, cols].tobytes(), y_train.tobytes(),
                        y_test.tobytes())
         kernel_cfg = json.dumps({"feature_map": config.to_dict()["feature_map"],
@@ -213,7 +228,41 @@ def prepare(config: RunConfig) -> Prepared:
         *(p.fingerprint.encode() for p in parts), json.dumps(config.to_dict()["fusion"]).encode())
     return Prepared(config, cohort, pre, idx_train, idx_test, x_train, x_test,
                     pre.features(cohort.features[idx_train]), pre.features(cohort.features[idx_test]),
-                    tuple(parts), targets, fingerprint, data_fp)
+                    tuple(parts), targets, fingerprint, data_fp, method, landmarks)
+
+
+def _landmarks(config: RunConfig, x_train: np.ndarray, circuits: list[Any],
+               tile: int) -> tuple[int, np.ndarray]:
+    """The landmark count (rounded up to whole tiles) and the training order that puts the
+    landmarks first (:mod:`qdist.assembly.nystrom`)."""
+    from qdist.assembly.nystrom import landmark_order, leverage_landmarks, uniform_landmarks
+
+    spec, n = config.training.nystrom, x_train.shape[0]
+    if config.training.task == "clustering":
+        raise ConfigError("The job-file field 'training.method' must be 'exact' for "
+                          "training.task: clustering (spectral clustering needs the whole Gram); "
+                          "got nystrom. Use training.method: exact.")
+    qpu = config.qpu
+    if config.backend.kind == "qpu" and (qpu.psd_repair != "none" or qpu.depolarizing_mitigation):
+        raise ConfigError("The job-file fields 'qpu.psd_repair' and 'qpu.depolarizing_mitigation' "
+                          "need the whole Gram, which the Nystrom path does not compute; got "
+                          f"{qpu.psd_repair!r} and {qpu.depolarizing_mitigation}. Set them to "
+                          "none and false, or use training.method: exact.")
+    m = min(n, -(-spec.landmarks // tile) * tile)
+    if spec.sampling == "uniform" or m == n:
+        return m, landmark_order(n, uniform_landmarks(n, m, config.seed))
+    if config.backend.kind == "qpu":
+        raise ConfigError("The job-file field 'training.nystrom.sampling' must be 'uniform' on a "
+                          "QPU backend (leverage scores need a pilot kernel computed in the "
+                          "driver); got 'leverage'.")
+    from qdist.api import compute_gram
+
+    pilot = uniform_landmarks(n, max(2, m // 2), config.seed + 1)
+    k_pilot = sum(compute_gram(x_train[:, cols], x_train[pilot][:, cols], feature_map=circuit,
+                               backend=config.backend) for _, circuit, cols in circuits)
+    k_pilot = np.asarray(k_pilot) / len(circuits)
+    chosen = leverage_landmarks(k_pilot, pilot, m, ridge=1e-3 * n, seed=config.seed)
+    return m, landmark_order(n, chosen)
 
 
 def _store_targets(targets: dict[str, Target], config: RunConfig, idx_train: np.ndarray,

@@ -19,7 +19,7 @@ from qdist.errors import IncompleteStoreError, KernelCheckError, StoreMismatchEr
 from qdist.planning.plan import Plan, block_bounds
 from qdist.storage import GramStore
 
-__all__ = ["AssembledKernels", "gram_arrays", "assemble", "check_kernels"]
+__all__ = ["AssembledKernels", "gram_arrays", "assemble", "assemble_columns", "check_kernels"]
 
 _TOL = 1e-8
 
@@ -89,13 +89,40 @@ def check_kernels(store: GramStore, k_train: da.Array, k_test: da.Array) -> None
                                    f"(max |K - K^T| = {asym:.3g}).")
 
 
-def assemble(store: GramStore, plan: Plan, fingerprint: str | None = None) -> AssembledKernels:
-    """Check completeness, fingerprint and invariants, then load the matrices."""
+def _check_owner(store: GramStore, fingerprint: str | None) -> None:
     if fingerprint is not None and store.attrs.get("fingerprint") != fingerprint:
         raise StoreMismatchError(
             f"The store {store.location!r} has fingerprint {store.attrs.get('fingerprint')!r}, "
             f"not this job's {fingerprint!r}; refusing to train on another job's kernel."
         )
+
+
+def assemble_columns(store: GramStore, plan: Plan, columns: int,
+                     fingerprint: str | None = None) -> tuple[np.ndarray, np.ndarray, da.Array]:
+    """The Nystrom path: ``K(train, L)`` and ``K(test, L)`` for the landmarks ``L`` = the first
+    ``columns`` training samples, checked (no NaN, values in [0, 1], unit diagonal of
+    ``K(L, L)``) and loaded; only the landmark tiles are read. Also returns the lazy mirrored
+    ``K(train, train)`` for out-of-core diagnostics when the plan wrote every tile."""
+    _check_owner(store, fingerprint)
+    store.require_complete(plan)
+    k_train, k_test = gram_arrays(store)
+    c_train, c_test = da.compute(k_train[:, :columns], k_test[:, :columns])
+    for name, block in (("K(train, landmarks)", c_train), ("K(test, landmarks)", c_test)):
+        if np.isnan(block).any():
+            raise IncompleteStoreError(
+                f"{name} of {store.location!r} holds {int(np.isnan(block).sum())} NaN value(s). "
+                "Resume with 'qdist run JOB.yaml --out <same folder>'.")
+        if block.size and (block.min() < 0.0 or block.max() > 1.0):
+            raise KernelCheckError(f"{name} leaves [0, 1] (min {block.min()}, max {block.max()}).")
+    dev = float(np.abs(np.diag(c_train[:columns]) - 1.0).max())
+    if dev > _TOL:
+        raise KernelCheckError(f"The landmark Gram diagonal deviates from 1 by {dev:.3g} (> {_TOL}).")
+    return np.asarray(c_train), np.asarray(c_test), k_train
+
+
+def assemble(store: GramStore, plan: Plan, fingerprint: str | None = None) -> AssembledKernels:
+    """Check completeness, fingerprint and invariants, then load the matrices."""
+    _check_owner(store, fingerprint)
     store.require_complete(plan)
     k_train, k_test = gram_arrays(store)
     check_kernels(store, k_train, k_test)

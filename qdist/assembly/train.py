@@ -82,10 +82,15 @@ class TrainingResult:
     """Clustering: the stratum of each training sample."""
     cv_scoring: str = ""
     """What ``cv_mean`` / ``cv_std`` measure (``roc_auc``, ``balanced_accuracy``, ``r2``)."""
+    projection: np.ndarray | None = None
+    """Nystrom: ``(m, r)`` map from kernel rows against the landmarks (the first m training
+    samples) to the features ``model`` is linear in."""
 
     @property
     def support(self) -> np.ndarray:
-        """Training samples the model's predictions use (its support vectors)."""
+        """Training samples the model's predictions use (support vectors, or landmarks)."""
+        if self.projection is not None:
+            return np.arange(self.projection.shape[0])
         if hasattr(self.model, "support_"):
             return np.asarray(self.model.support_)
         return np.arange(np.asarray(self.model.dual_coef_).shape[0])

@@ -10,6 +10,7 @@ from qdist.config.specs import (
     FeatureMapSpec,
     FusionSpec,
     MissingSpec,
+    NystromSpec,
     OutputSpec,
     PreprocessSpec,
     QpuSpec,
@@ -21,6 +22,6 @@ from qdist.config.specs import (
 )
 
 __all__ = ["TASKS", "BackendSpec", "BlockSpec", "DataSpec", "FeatureMapSpec", "FusionSpec",
-           "MissingSpec", "OutputSpec", "PreprocessSpec", "QpuSpec", "RunConfig", "SyntheticSpec",
-           "TilingSpec", "TrackingSpec", "TrainingSpec", "config_from_dict", "env_overrides",
-           "load_config"]
+           "MissingSpec", "NystromSpec", "OutputSpec", "PreprocessSpec", "QpuSpec", "RunConfig",
+           "SyntheticSpec", "TilingSpec", "TrackingSpec", "TrainingSpec", "config_from_dict",
+           "env_overrides", "load_config"]

@@ -34,6 +34,7 @@ __all__ = [
     "BackendSpec",
     "QpuSpec",
     "TilingSpec",
+    "NystromSpec",
     "TrainingSpec",
     "OutputSpec",
     "TrackingSpec",
@@ -183,6 +184,29 @@ class TilingSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class NystromSpec:
+    """The Nystrom path: m landmark columns instead of the whole Gram."""
+
+    landmarks: int = 1000
+    """Landmarks m (rounded up to whole tiles): only the n x m tiles of ``K(train, landmarks)``
+    and ``K(test, landmarks)`` are computed."""
+    sampling: Literal["uniform", "leverage"] = "uniform"
+    """``uniform``: m training samples drawn at random; ``leverage``: drawn by approximate ridge
+    leverage scores from a pilot of m/2 uniform columns computed in the driver (state backends)."""
+    model: Literal["linear_svc", "logreg", "ridge"] = "linear_svc"
+    """Linear model on the Nystrom features (C from ``training.c_grid`` by CV); regression always
+    uses ridge."""
+    full_gram: bool = False
+    """Compute every tile anyway: diagnostics then cover the whole Gram (out of core), and, when
+    the exact SVC fits, its accuracy gap to the Nystrom model is reported."""
+
+    def __post_init__(self) -> None:
+        if self.landmarks < 2:
+            raise fail("training.nystrom.landmarks", "an integer >= 2", self.landmarks,
+                        "Use e.g. 1000.")
+
+
+@dataclass(frozen=True, slots=True)
 class TrainingSpec:
     """Split, task, model selection and evaluation."""
 
@@ -205,6 +229,12 @@ class TrainingSpec:
     """Classification: fit Platt-scaled class probabilities too (returned by the model)."""
     n_clusters: int = 2
     """Clustering: number of patient strata."""
+    method: Literal["auto", "exact", "nystrom"] = "auto"
+    """``exact``: the whole Gram and a kernel SVC/SVR; ``nystrom``: landmark columns and a linear
+    model; ``auto``: exact while the Gram fits in ``exact_max_gb``, Nystrom beyond."""
+    exact_max_gb: float = 4.0
+    """Memory the exact path may take for the training Gram and its copies (planner limit)."""
+    nystrom: NystromSpec = field(default_factory=NystromSpec)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -217,6 +247,8 @@ class TrainingSpec:
             raise fail("training.cv_folds", "an integer >= 2", self.cv_folds, "Use e.g. 5.")
         if self.cv_repeats < 1:
             raise fail("training.cv_repeats", "an integer >= 1", self.cv_repeats, "Use e.g. 3.")
+        if not 0.0 < self.exact_max_gb < math.inf:
+            raise fail("training.exact_max_gb", "a number > 0", self.exact_max_gb, "Use e.g. 4.")
         if self.n_clusters < 2:
             raise fail("training.n_clusters", "an integer >= 2", self.n_clusters, "Use e.g. 3.")
 

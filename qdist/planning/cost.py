@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from qdist.errors import PlanError
 
 __all__ = ["MIN_CACHED_BLOCKS", "WorkerMemory", "worker_bytes", "cached_blocks",
-           "choose_tile_size", "check_tile_fits", "resolve_tile_size"]
+           "choose_tile_size", "check_tile_fits", "resolve_tile_size", "EXACT_COPIES", "exact_bytes",
+           "choose_method"]
 
 MIN_CACHED_BLOCKS = 2
 """A worker holds at least its row block and one column block."""
@@ -98,3 +99,27 @@ def resolve_tile_size(size: int | None, workers: int | None, memory_gb: float, n
         return choose_tile_size(n, qubits, workers or _ASSUMED_WORKERS, memory)
     check_tile_fits(min(size, n), qubits, memory)
     return size
+
+
+EXACT_COPIES = 3
+"""Dense ``n_train x n_train`` float64 matrices the exact path holds at once (the assembled Gram,
+scikit-learn's CV slices and the SVC's own copy)."""
+
+
+def exact_bytes(n_train: int, n_test: int) -> int:
+    """Driver memory of the exact path: the training Gram and its copies, and ``K(test, train)``."""
+    return 8 * n_train * (EXACT_COPIES * n_train + n_test)
+
+
+def choose_method(method: str, n_train: int, n_test: int, max_gb: float) -> str:
+    """``exact`` or ``nystrom``: ``auto`` picks exact while :func:`exact_bytes` fits ``max_gb``."""
+    fits = exact_bytes(n_train, n_test) <= max_gb * _GIB
+    if method == "auto":
+        return "exact" if fits else "nystrom"
+    if method == "exact" and not fits:
+        raise PlanError(
+            f"The exact kernel model of {n_train} training samples needs about "
+            f"{_fmt(exact_bytes(n_train, n_test))} in the driver, over training.exact_max_gb="
+            f"{max_gb}. Use training.method: nystrom (or auto), or raise exact_max_gb on a "
+            "machine that has the memory.")
+    return method

@@ -16,7 +16,7 @@ import numpy as np
 
 from qdist.errors import PlanError
 
-__all__ = ["Tile", "Plan", "make_plan", "block_bounds"]
+__all__ = ["Tile", "Plan", "make_plan", "block_bounds", "landmark_plan"]
 
 Matrix = Literal["k_train", "k_test"]
 _MATRIX_IDS = {"k_train": 0, "k_test": 1}
@@ -131,3 +131,15 @@ def make_plan(n_train: int, n_test: int, tile_size: int, seed: int) -> Plan:
             tiles.append(Tile("k_test", i, j, block_bounds(n_test, tile_size, i),
                               block_bounds(n_train, tile_size, j), _tile_seed(seed, "k_test", i, j)))
     return Plan(n_train=n_train, n_test=n_test, tile_size=tile_size, tiles=tuple(tiles))
+
+
+def landmark_plan(plan: Plan, landmarks: int) -> Plan:
+    """The tiles the Nystrom path needs when the first ``landmarks`` training samples are the
+    landmarks (a whole number of tiles): the upper-triangle ``k_train`` tiles of the landmark
+    row blocks (which, mirrored, give every training row against the landmarks) and the
+    ``k_test`` tiles of the landmark column blocks."""
+    blocks = -(-landmarks // plan.tile_size)
+    keep = tuple(t for t in plan.tiles
+                 if (t.matrix == "k_train" and t.row_block < blocks)
+                 or (t.matrix == "k_test" and t.col_block < blocks))
+    return Plan(plan.n_train, plan.n_test, plan.tile_size, keep)

@@ -43,7 +43,9 @@ class KernelComponent:
 
 
 class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-    """A fitted quantum-kernel model that computes only the cross-kernel to its support vectors.
+    """A fitted quantum-kernel model that computes only the cross-kernel to its support vectors
+    (or, on the Nystrom path, to its landmarks, mapped by ``projection`` to the features of a
+    linear ``estimator``).
 
     ``estimator`` is a fitted scikit-learn SVC/SVR on a precomputed kernel of ``n_train``
     columns, or ``None`` with ``dual_coef`` for kernel ridge (whose fitted object would hold the
@@ -56,7 +58,7 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
                  class_names: tuple[str, ...] = (), calibrator: Any = None,
                  dual_coef: np.ndarray | None = None, intercept: float = 0.0,
                  weights: dict[str, float] | None = None, combine: str = "sum",
-                 qpu: QpuSpec | None = None) -> None:
+                 projection: np.ndarray | None = None, qpu: QpuSpec | None = None) -> None:
         self.preprocessor = preprocessor
         self.feature_names = feature_names
         self.components = components
@@ -72,6 +74,7 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         self.intercept = intercept
         self.weights = weights or {c.name: 1.0 for c in components}
         self.combine = combine
+        self.projection = projection
         self.kernel_evaluations = 0
         """Kernel entries computed by this instance (rows x support vectors, per component)."""
         self._engines: list[Any] | None = None
@@ -141,15 +144,17 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         k = self.cross_kernel(features)
         if self.estimator is None:  # kernel ridge: every training sample is a support vector
             return pd.DataFrame({"prediction": k @ self.dual_coef + self.intercept})
-        rows = self._kernel_rows(k)
+        # Nystrom: a linear model on k(x, L) @ projection; else a kernel row over the train set
+        rows = k @ self.projection if self.projection is not None else self._kernel_rows(k)
         if self.task == "regression":
             return pd.DataFrame({"prediction": self.estimator.predict(rows)})
         codes = self.estimator.predict(rows)
         out = pd.DataFrame({"prediction": np.asarray(self.class_names)[codes]})
         if len(self.class_names) == 2:
             out["decision"] = self.estimator.decision_function(rows)
-        if self.calibrator is not None:
-            proba = self.calibrator.predict_proba(rows)
+        if self.calibrator is not None or (self.projection is not None and
+                                           hasattr(self.estimator, "predict_proba")):
+            proba = (self.calibrator or self.estimator).predict_proba(rows)
             for c, name in enumerate(self.class_names):
                 out[f"probability_{name}"] = proba[:, c]
         return out
@@ -162,7 +167,8 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         out = pd.DataFrame({"prediction": [names[i % len(names)] for i in range(n)]})
         if len(names) == 2:
             out["decision"] = np.zeros(n)
-        if self.calibrator is not None:
+        if self.calibrator is not None or (self.projection is not None and
+                                           hasattr(self.estimator, "predict_proba")):
             for name in names:
                 out[f"probability_{name}"] = np.zeros(n)
         return out
