@@ -24,10 +24,11 @@ from sklearn.model_selection import train_test_split
 from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
 from qdist.data.cohort import Cohort, Target, check_classes
-from qdist.errors import ConfigError, DataError
+from qdist.errors import DataError
 from qdist.events import Callback, PhaseStarted, QpuBudgetReady, RunStarted, emit
 from qdist.finish import finish, versions
 from qdist.kernel.feature_maps import circuit_fingerprint, circuit_to_qpy, kernel_circuits
+from qdist.landmarks import choose_landmarks
 from qdist.planning import Plan, make_plan
 from qdist.planning.cost import WorkerMemory, cached_blocks, choose_method, resolve_tile_size
 from qdist.planning.plan import landmark_plan
@@ -198,7 +199,7 @@ def prepare(config: RunConfig) -> Prepared:
     landmarks = 0
     if method == "nystrom":
         sizes = [min(sizes)] * len(sizes)  # one grid for every block kernel: whole landmark tiles
-        landmarks, order = _landmarks(config, x_train, circuits, sizes[0])
+        landmarks, order = choose_landmarks(config, x_train, circuits, sizes[0])
         idx_train, x_train = idx_train[order], x_train[order]  # the landmarks come first
     y_train, y_test = _store_targets(targets, config, idx_train, idx_test)
     data_fp = _sha(x_train.tobytes(), x_test.tobytes(), y_train.tobytes(), y_test.tobytes())
@@ -229,40 +230,6 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(config, cohort, pre, idx_train, idx_test, x_train, x_test,
                     pre.features(cohort.features[idx_train]), pre.features(cohort.features[idx_test]),
                     tuple(parts), targets, fingerprint, data_fp, method, landmarks)
-
-
-def _landmarks(config: RunConfig, x_train: np.ndarray, circuits: list[Any],
-               tile: int) -> tuple[int, np.ndarray]:
-    """The landmark count (rounded up to whole tiles) and the training order that puts the
-    landmarks first (:mod:`qdist.assembly.nystrom`)."""
-    from qdist.assembly.nystrom import landmark_order, leverage_landmarks, uniform_landmarks
-
-    spec, n = config.training.nystrom, x_train.shape[0]
-    if config.training.task == "clustering":
-        raise ConfigError("The job-file field 'training.method' must be 'exact' for "
-                          "training.task: clustering (spectral clustering needs the whole Gram); "
-                          "got nystrom. Use training.method: exact.")
-    qpu = config.qpu
-    if config.backend.kind == "qpu" and (qpu.psd_repair != "none" or qpu.depolarizing_mitigation):
-        raise ConfigError("The job-file fields 'qpu.psd_repair' and 'qpu.depolarizing_mitigation' "
-                          "need the whole Gram, which the Nystrom path does not compute; got "
-                          f"{qpu.psd_repair!r} and {qpu.depolarizing_mitigation}. Set them to "
-                          "none and false, or use training.method: exact.")
-    m = min(n, -(-spec.landmarks // tile) * tile)
-    if spec.sampling == "uniform" or m == n:
-        return m, landmark_order(n, uniform_landmarks(n, m, config.seed))
-    if config.backend.kind == "qpu":
-        raise ConfigError("The job-file field 'training.nystrom.sampling' must be 'uniform' on a "
-                          "QPU backend (leverage scores need a pilot kernel computed in the "
-                          "driver); got 'leverage'.")
-    from qdist.api import compute_gram
-
-    pilot = uniform_landmarks(n, max(2, m // 2), config.seed + 1)
-    k_pilot = sum(compute_gram(x_train[:, cols], x_train[pilot][:, cols], feature_map=circuit,
-                               backend=config.backend) for _, circuit, cols in circuits)
-    k_pilot = np.asarray(k_pilot) / len(circuits)
-    chosen = leverage_landmarks(k_pilot, pilot, m, ridge=1e-3 * n, seed=config.seed)
-    return m, landmark_order(n, chosen)
 
 
 def _store_targets(targets: dict[str, Target], config: RunConfig, idx_train: np.ndarray,
@@ -351,16 +318,9 @@ def run_job(
         job_text = Path(job).read_text() if not isinstance(job, Mapping) else json.dumps(
             config.to_dict(), indent=2)
     from qdist.storage.lease import store_lease
-    from qdist.storage.location import is_remote, resolve_store_location
+    from qdist.storage.location import check_output, resolve_store_location
 
-    if is_remote(config.output.dir):  # the URL and the tracking server are checked before any work
-        resolve_store_location(config.output.dir)
-        if not config.tracking.uri:
-            raise ConfigError(
-                f"The job-file field 'tracking.uri' must name an MLflow server when output.dir "
-                f"is an object-store URL ({config.output.dir!r}); got None. Set it (or "
-                "--tracking-uri), e.g. http://mlflow:5000: the default SQLite file needs a local "
-                "output folder.")
+    check_output(config.output.dir, config.tracking.uri)  # an S3 URL and its MLflow, before any work
     cbs = list(callbacks)
     emit(cbs, PhaseStarted("prepare"))
     prep = prepare(config)
