@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from qdist.errors import ConfigError, StoreError
 
-__all__ = ["S3Url", "is_remote", "parse_s3_url", "resolve_store_location", "s3_addressing_style",
-           "s3_endpoint", "s3_storage_options", "zarr_store"]
+__all__ = ["S3Url", "check_output", "is_remote", "parse_s3_url", "resolve_store_location",
+           "s3_addressing_style", "s3_endpoint", "s3_storage_options", "zarr_store"]
 
 _STYLES = ("path", "virtual", "auto")
 
@@ -86,6 +86,19 @@ def _shown(url: str) -> str:
     if "@" in parts.netloc:
         return url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1], 1)
     return url
+
+
+def check_output(output_dir: str, tracking_uri: str | None) -> None:
+    """Before any work: an object-store ``output.dir`` must be a valid S3 URL and needs an MLflow
+    server (the default SQLite tracking file lives in a local output folder)."""
+    if not is_remote(output_dir):
+        return
+    parse_s3_url(output_dir)
+    if not tracking_uri:
+        raise ConfigError(
+            f"The job-file field 'tracking.uri' must name an MLflow server when output.dir is an "
+            f"object-store URL ({output_dir!r}); got None. Set it (or --tracking-uri), e.g. "
+            "http://mlflow:5000: the default SQLite file needs a local output folder.")
 
 
 def resolve_store_location(output_dir: str) -> str:
