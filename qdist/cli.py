@@ -92,6 +92,13 @@ def _summary(result: Any) -> str:
         rows += ["", f"  {target} ({task}; test split, and {cv_note(result)})",
                  f"  {'model':<32}" + "".join(f"{_LABELS.get(c, c):>11}" for c in cols)]
         rows += [f"  {name:<32}" + "".join(f"{v:>11.3f}" for v in vals) for name, vals in table]
+    if result.sweep:
+        rows += ["", f"  {'bandwidth':<12}{'CV mean':>10}{'CV std':>10}{'test':>10}"
+                     f"{'off-diag var':>14}"]
+        rows += [f"  {p['bandwidth']:<12g}{p['cv_mean']:>10.3f}{p['cv_std']:>10.3f}"
+                 f"{p['test_score']:>10.3f}{p['kernel_offdiag_var']:>14.3g}" for p in result.sweep]
+        rows += ["  (the tables above are the best bandwidth's, chosen by CV mean; MLflow run "
+                 f"{result.mlflow_run_id} is the sweep's parent)"]
     stores = result.stores or [result.store]
     rows += [
         "",

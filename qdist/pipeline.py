@@ -62,6 +62,9 @@ class RunResult:
     """``name/version`` in the MLflow model registry, when ``tracking.register_model`` is set."""
     stores: list[str] = field(default_factory=list)
     """Every store of the run: ``[store]``, or one per block under ``multiple_kernel``."""
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    """A bandwidth sweep's points (bandwidth, CV and test scores, concentration, run ids); the
+    rest of this result is then the best point's, and ``mlflow_run_id`` the parent run."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -71,7 +74,7 @@ class RunResult:
             "metrics": self.metrics, "model_uri": self.model_uri, "out_dir": self.out_dir,
             "seconds": round(self.seconds, 3), "nodes": self.nodes, "task": self.task,
             "targets": self.targets, "registered_model": self.registered_model,
-            "stores": self.stores,
+            "stores": self.stores, "sweep": self.sweep,
         }
 
 
@@ -298,11 +301,14 @@ def run_job(
     tracking_uri: str | None = None,
     callbacks: Sequence[Callback] = (),
     overrides: Mapping[str, Any] | None = None,
+    nested: bool = False,
 ) -> RunResult:
     """Run a whole job (a job-file path, a mapping or a :class:`RunConfig`).
 
     ``out``, ``address`` and ``tracking_uri`` override the job file, like the CLI flags. Running
-    the same job on the same ``out`` again resumes: only missing tiles are computed.
+    the same job on the same ``out`` again resumes: only missing tiles are computed. A job with
+    ``feature_map.bandwidth_sweep`` runs once per bandwidth (:mod:`qdist.sweep`); ``nested``
+    makes the MLflow run a child of the active one (how the sweep runs its points).
     """
     started = time.perf_counter()
     flags = dict(overrides or {})
@@ -321,6 +327,10 @@ def run_job(
     from qdist.storage.location import check_output, resolve_store_location
 
     check_output(config.output.dir, config.tracking.uri)  # an S3 URL and its MLflow, before any work
+    if config.feature_map.bandwidth_sweep:
+        from qdist.sweep import run_sweep
+
+        return run_sweep(config, job_text, address, callbacks)
     cbs = list(callbacks)
     emit(cbs, PhaseStarted("prepare"))
     prep = prepare(config)
@@ -328,7 +338,7 @@ def run_job(
     lease = store_lease(store_location)
     lease.acquire()  # one driver per run's stores; refused here, before anything is written
     try:
-        return _run_locked(prep, config, store_location, address, cbs, job_text, started)
+        return _run_locked(prep, config, store_location, address, cbs, job_text, started, nested)
     finally:
         lease.release()
 
@@ -366,7 +376,8 @@ class _TileTotals:
 
 
 def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address: str | None,
-                cbs: list[Callback], job_text: str, started: float) -> RunResult:
+                cbs: list[Callback], job_text: str, started: float,
+                nested: bool = False) -> RunResult:
     """Everything after the lease is held: stores, tiles, assembly, training, tracking."""
     from qdist.orchestration.runner import default_workers, ensure_ray, release_ray
     from qdist.storage import GramStore
@@ -390,7 +401,8 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
                             out_dir / "mlartifacts" if local and not remote else None)
     run_id = prep.fingerprint[:12]
     mlflow_run_id = tracker.start(f"{config.name}-{run_id}", config.flat(),
-                                  {"qdist.run_id": run_id, "qdist.store": store_location})
+                                  {"qdist.run_id": run_id, "qdist.store": store_location},
+                                  nested=nested)
     cbs.append(tracker)
     totals = _TileTotals()
     try:

@@ -62,8 +62,15 @@ class FeatureMapSpec:
     bandwidth: float = 1.0
     """Input scaling factor c in (0, inf): circuit parameters are ``c * angle``.
     Values below 1 counter exponential kernel concentration (Shaydulin & Wild)."""
+    bandwidth_sweep: tuple[float, ...] = ()
+    """Run the job once per bandwidth in this list (``bandwidth`` is then ignored), each as a
+    nested MLflow run under one parent that compares them; empty: no sweep."""
 
     def __post_init__(self) -> None:
+        if any(not 0.0 < b < math.inf for b in self.bandwidth_sweep) or \
+                len(set(self.bandwidth_sweep)) != len(self.bandwidth_sweep):
+            raise fail("feature_map.bandwidth_sweep", "distinct finite floats > 0",
+                        list(self.bandwidth_sweep), "Use e.g. [0.05, 0.1, 0.2, 0.5].")
         if not 1 <= self.qubits <= 30:
             raise fail("feature_map.qubits", "an integer in [1, 30] for statevector backends",
                         self.qubits, "Lower the qubit count.")

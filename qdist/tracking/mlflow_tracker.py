@@ -43,9 +43,11 @@ class MlflowTracker:
         self.run_id: str | None = None
         self._last_metric = 0.0
 
-    def start(self, run_name: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:
+    def start(self, run_name: str, params: Mapping[str, str], tags: Mapping[str, str],
+              nested: bool = False) -> str:
+        """Start the run (``nested``: as a child of the active run, e.g. one point of a sweep)."""
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name,
-                               tags=dict(tags))
+                               tags=dict(tags), nested=nested)
         self.run_id = run.info.run_id
         mlflow.log_params(dict(params))
         return self.run_id
@@ -63,6 +65,10 @@ class MlflowTracker:
                 }, step=event.done)
         elif isinstance(event, RunFinished):
             mlflow.log_metrics({k: v for k, v in event.metrics.items() if np.isfinite(v)})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log finite ``metrics`` to the active run."""
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)}, step=step)
 
     def log_artifacts(self, files: Sequence[tuple[str, Path]], texts: Mapping[str, str]) -> None:
         """Log ``(artifact folder, file)`` pairs and small text files by name."""
