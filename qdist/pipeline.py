@@ -250,6 +250,8 @@ def _tile_size(config: RunConfig, n_train: int, qubits: int) -> int:
 
         return qpu_tile_size(config, n_train)
     tiles = config.tiles
+    if config.backend.kind == "mps":  # no 2^q state: the tile edge is the user's, or 128
+        return min(tiles.size or 128, n_train)
     return resolve_tile_size(tiles.size, tiles.workers, tiles.worker_memory_gb, n_train, qubits,
                              config.backend.itemsize)
 
@@ -276,9 +278,17 @@ def _compute_tiles(prep: Prepared, part: KernelPart, missing: list[Any], store_l
                              measure_diagonal=diagonal_due)
     from qdist.orchestration.runner import run_tiles
 
-    memory = WorkerMemory(int(config.tiles.worker_memory_gb * 1024**3), config.backend.itemsize)
-    cache = cached_blocks(part.plan.tile_size, part.qubits, memory,
-                          part.plan.train_blocks + part.plan.test_blocks)
+    budget = int(config.tiles.worker_memory_gb * 1024**3)
+    if config.backend.kind == "mps":
+        from qdist.backends.mps import MpsBackend
+
+        block = part.plan.tile_size * MpsBackend.bytes_per_sample(part.qubits,
+                                                                  config.backend.max_bond)
+        cache = max(2, budget // max(block, 1))
+    else:
+        memory = WorkerMemory(budget, config.backend.itemsize)
+        cache = cached_blocks(part.plan.tile_size, part.qubits, memory,
+                              part.plan.train_blocks + part.plan.test_blocks)
     return run_tiles(missing, store_location, config.backend, workers=config.tiles.workers,
                      cache_blocks=cache, max_retries=config.tiles.max_retries, callbacks=cbs)
 
@@ -363,6 +373,7 @@ class _TileTotals:
     submitted: int = 0
     reattached: int = 0
     nodes: dict[str, int] = field(default_factory=dict)
+    mps: dict[str, float] = field(default_factory=dict)
 
     def add(self, stats: Any) -> None:
         self.tiles_computed += stats.tiles_computed
@@ -373,6 +384,8 @@ class _TileTotals:
         self.reattached += getattr(stats, "reattached", 0)
         for node, n in stats.nodes.items():
             self.nodes[node] = self.nodes.get(node, 0) + n
+        for k, v in getattr(stats, "mps", {}).items():
+            self.mps[k] = max(self.mps.get(k, 0.0), v)
 
 
 def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address: str | None,

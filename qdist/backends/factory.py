@@ -46,8 +46,15 @@ def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
         from qdist.backends.aer import AerStatevectorBackend
 
         return AerStatevectorBackend(circuit, device=spec.device)
-    raise BackendError(f"Unknown backend.kind {spec.kind!r}; use 'batched', 'statevector' or "
-                       "'aer'.")
+    if spec.kind == "mps":
+        if spec.device != "CPU":
+            raise BackendError(f"backend.device={spec.device!r} is not available for "
+                               "backend.kind='mps'; it runs on CPU. Remove backend.device.")
+        from qdist.backends.mps import MpsBackend
+
+        return MpsBackend(circuit, max_bond=spec.max_bond, cutoff=spec.cutoff)  # type: ignore[return-value]
+    raise BackendError(f"Unknown backend.kind {spec.kind!r}; use 'batched', 'statevector', "
+                       "'aer' or 'mps'.")
 
 
 def make_qpu_sampler(circuit: QuantumCircuit, spec: QpuSpec, seed: int) -> Any:

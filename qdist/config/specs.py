@@ -43,6 +43,12 @@ __all__ = [
     "fail",
 ]
 
+MAX_STATE_QUBITS = 30
+"""Largest register of the state-vector backends."""
+MAX_MPS_QUBITS = 1000
+"""Largest register any backend is asked for (matrix-product states)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureMapSpec:
     """The quantum feature map ``U(x)`` (Qiskit's ZZ, Z and Pauli maps)."""
@@ -71,9 +77,9 @@ class FeatureMapSpec:
                 len(set(self.bandwidth_sweep)) != len(self.bandwidth_sweep):
             raise fail("feature_map.bandwidth_sweep", "distinct finite floats > 0",
                         list(self.bandwidth_sweep), "Use e.g. [0.05, 0.1, 0.2, 0.5].")
-        if not 1 <= self.qubits <= 30:
-            raise fail("feature_map.qubits", "an integer in [1, 30] for statevector backends",
-                        self.qubits, "Lower the qubit count.")
+        if not 1 <= self.qubits <= MAX_MPS_QUBITS:
+            raise fail("feature_map.qubits", f"an integer in [1, {MAX_MPS_QUBITS}]", self.qubits,
+                        "Lower the qubit count.")
         if self.reps < 1:
             raise fail("feature_map.reps", "an integer >= 1", self.reps, "Use e.g. 2.")
         if not 0.0 < self.bandwidth < math.inf:
@@ -91,16 +97,28 @@ class FeatureMapSpec:
 class BackendSpec:
     """What computes the per-sample states."""
 
-    kind: Literal["batched", "statevector", "aer", "qpu"] = "batched"
+    kind: Literal["batched", "statevector", "aer", "mps", "qpu"] = "batched"
     """``batched``: qdist's engine, a block of samples at once (NumPy; CuPy on GPU);
     ``statevector``: qiskit.quantum_info per sample; ``aer``: Aer statevector with parameter
-    binding; ``qpu``: shots of compute-uncompute circuits, configured in the ``qpu`` section."""
+    binding; ``mps``: matrix-product states (many qubits, nearest-neighbour entanglement);
+    ``qpu``: shots of compute-uncompute circuits, configured in the ``qpu`` section."""
     device: Literal["CPU", "GPU"] = "CPU"
     """``GPU``: the batched engine on CuPy, or Aer with qiskit-aer-gpu."""
     precision: Literal["double", "single"] = "double"
     """Amplitudes and overlaps in complex128 (``double``) or complex64 (``single``: about twice
     as fast; kernel entries then carry an absolute error of about 2e-6 up to 12 qubits, growing
     like ``sqrt(2^q)``: 2.4e-5 measured at 20; see :mod:`qdist.kernel.tiles`)."""
+
+    max_bond: int = 64
+    """``mps``: largest bond dimension kept (the per-sample truncation error is recorded)."""
+    cutoff: float = 1e-16
+    """``mps``: largest summed squared singular values dropped at one split."""
+
+    def __post_init__(self) -> None:
+        if self.max_bond < 1:
+            raise fail("backend.max_bond", "an integer >= 1", self.max_bond, "Use e.g. 64.")
+        if not 0.0 <= self.cutoff < 1.0:
+            raise fail("backend.cutoff", "a float in [0, 1)", self.cutoff, "Use 1e-16.")
 
     @property
     def itemsize(self) -> int:
@@ -301,6 +319,11 @@ class RunConfig:
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
 
     def __post_init__(self) -> None:
+        if self.feature_map.qubits > MAX_STATE_QUBITS and self.backend.kind not in ("mps", "qpu"):
+            raise fail("feature_map.qubits", f"at most {MAX_STATE_QUBITS} for backend.kind "
+                        f"{self.backend.kind!r} (a state vector of 2^q amplitudes)",
+                        self.feature_map.qubits, "Use backend.kind: mps for more qubits, or "
+                        "lower the qubit count.")
         blocks = self.preprocess.blocks
         if blocks and sum(b.qubits for b in blocks.values()) != self.feature_map.qubits:
             shares = {k: b.qubits for k, b in blocks.items()}

@@ -49,6 +49,8 @@ class RunStats:
     workers: int = 0
     retries: int = 0
     nodes: dict[str, int] = field(default_factory=dict)
+    mps: dict[str, float] = field(default_factory=dict)
+    """MPS backends: the largest bond dimension and per-sample truncation error seen."""
 
 
 def ensure_ray(address: str | None = None) -> bool:
@@ -210,6 +212,8 @@ def run_tiles(
             stats.tiles_computed += 1
             stats.entries_computed += result["entries"]
             stats.nodes[result["node"]] = stats.nodes.get(result["node"], 0) + 1
+            for k, v in result.get("mps", {}).items():
+                stats.mps[k] = max(stats.mps.get(k, 0.0), v)
             emit(callbacks, TileCompleted(
                 key=result["key"], entries=result["entries"], seconds=result["seconds"],
                 node=result["node"], done=stats.tiles_computed, total=len(tiles),

@@ -33,6 +33,8 @@ class TileWorker:
         self.store = GramStore.open(store_location, mode="r+")
         circuit = circuit_from_qpy(self.store.read("feature_map_qpy"))
         self.backend = make_backend(backend, circuit)
+        # a backend whose states are not vectors (MPS) brings its own tile function
+        self.tile = getattr(self.backend, "tile", fidelity_tile)
         self.cache_blocks = max(2, cache_blocks)
         self.x = {"k_train": self.store.read("x_train"), "k_test": self.store.read("x_test")}
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -44,7 +46,7 @@ class TileWorker:
             self._cache.move_to_end(key)
             return self._cache[key]
         states = self.backend.states(self.x[side][bounds[0]:bounds[1]])
-        self.states_computed += states.shape[0]
+        self.states_computed += len(states)
         self._cache[key] = states
         while len(self._cache) > self.cache_blocks:
             self._cache.popitem(last=False)
@@ -56,15 +58,17 @@ class TileWorker:
         inject(tile.key, "start")
         start = time.perf_counter()
         rows = self._states(tile.matrix, tile.row_block, tile.rows)
-        if tile.diagonal:
-            values = fidelity_tile(rows)
-        else:
-            cols = self._states("k_train", tile.col_block, tile.cols)
-            values = fidelity_tile(rows, cols)
+        cols = rows if tile.diagonal else self._states("k_train", tile.col_block, tile.cols)
+        values = self.tile(rows) if tile.diagonal else self.tile(rows, cols)
         inject(tile.key, "before_write")
         self.store.write_tile(tile, values)
-        return {"key": tile.key, "entries": int(values.size),
-                "seconds": time.perf_counter() - start, "node": _node_id(), "pid": os.getpid()}
+        out = {"key": tile.key, "entries": int(values.size),
+               "seconds": time.perf_counter() - start, "node": _node_id(), "pid": os.getpid()}
+        if hasattr(rows, "bond_dims"):  # MPS: what the truncation kept and dropped
+            out["mps"] = {"max_bond": int(max(rows.bond_dims.max(), cols.bond_dims.max())),
+                          "max_truncation_error": float(max(rows.truncation_error.max(),
+                                                            cols.truncation_error.max()))}
+        return out
 
 
 def _node_id() -> str:
