@@ -132,6 +132,9 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
     texts = {"job.yaml": job_text,
              "store_uri.txt": "".join(s.location + "\n" for s in stores.values())}
     k_train, k_test, metrics, weights, lazy = _kernels(prep, stores, totals, texts)
+    backend = config.backend
+    if backend.kernel == "projected" and backend.projected_gamma_sweep:
+        k_train, k_test, backend = _gamma_sweep(prep, stores, metrics, texts)
     emit(cbs, PhaseStarted("train"))
     task = config.training.task
     primary = prep.primary
@@ -190,7 +193,7 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
     if main.model is not None:
         import pandas as pd
 
-        model = _pyfunc(prep, main, weights)
+        model = _pyfunc(prep, main, weights, backend)
         schema_rows = pd.DataFrame(prep.cohort.features[prep.idx_train[:2]],
                                    columns=list(prep.cohort.feature_names))
         model_uri, registered = tracker.log_model(model, _pip_requirements(), schema_rows,
@@ -235,7 +238,47 @@ def _whole_gram(prep: Prepared, stores: dict[str, Any], lazies: dict[str, Any],
     return out
 
 
-def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float]) -> Any:
+def _gamma_sweep(prep: Prepared, stores: dict[str, Any], metrics: dict[str, float],
+                 texts: dict[str, str]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Projected kernels: score every gamma by repeated CV on the training folds from the
+    per-sample features in the store (no quantum work), and return the best gamma's kernels
+    and the backend spec the model gets."""
+    import dataclasses
+
+    from qdist.assembly.train import cv_score
+    from qdist.kernel.projected import projected_kernel_tile
+
+    config = prep.config
+    if len(prep.parts) != 1 or prep.landmarks or prep.primary is None:
+        raise ConfigError("The job-file field 'backend.projected_gamma_sweep' needs one kernel "
+                          "(fusion.mode concat or subregister), training.method exact and a "
+                          f"target; got fusion.mode {config.fusion.mode!r}, method {prep.method!r}."
+                          " Remove the sweep or change those settings.")
+    store = stores[prep.parts[0].name]
+    f_train, f_test = store.read("proj_train"), store.read("proj_test")
+    gammas = [config.backend.projected_gamma, *config.backend.projected_gamma_sweep]
+    task = config.training.task
+    scores = []
+    for step, g in enumerate(gammas):
+        mean, std = cv_score(task, projected_kernel_tile(f_train, None, g), prep.y_train,
+                             config.training, config.seed)
+        scores.append((mean, std))
+        metrics_step = {"gamma_sweep_gamma": g, "gamma_sweep_cv_mean": mean}
+        for k, v in metrics_step.items():
+            metrics.setdefault(f"{k}_{step}", v)
+    best = int(np.nanargmax([m for m, _ in scores]))
+    metrics["projected_gamma_best"] = gammas[best]
+    texts["gamma_sweep.md"] = "\n".join(
+        ["# Projected-kernel gamma sweep (CV on the training folds, stored features)", "",
+         "| gamma | CV mean | CV std |", "|---|---|---|",
+         *(f"| {g:g}{' (best)' if i == best else ''} | {m:.3f} | {s:.3f} |"
+           for i, (g, (m, s)) in enumerate(zip(gammas, scores, strict=True)))]) + "\n"
+    g = gammas[best]
+    return (projected_kernel_tile(f_train, None, g), projected_kernel_tile(f_test, f_train, g),
+            dataclasses.replace(config.backend, projected_gamma=g, projected_gamma_sweep=()))
+
+
+def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float], backend: Any) -> Any:
     """The primary target's model as a pyfunc holding only the support vectors' encodings."""
     from sklearn.kernel_ridge import KernelRidge
 
@@ -247,7 +290,7 @@ def _pyfunc(prep: Prepared, result: Any, weights: dict[str, float]) -> Any:
                                   prep.x_train[support][:, p.columns]) for p in prep.parts]
     ridge = isinstance(result.model, KernelRidge)  # its fitted object keeps the training kernel
     return QuantumKernelModel(
-        prep.preprocessor, list(prep.cohort.feature_names), components, config.backend,
+        prep.preprocessor, list(prep.cohort.feature_names), components, backend,
         task=result.task, estimator=None if ridge else result.model, support=support,
         n_train=prep.idx_train.size, class_names=result.class_names,
         calibrator=result.calibrator,

@@ -218,7 +218,8 @@ def prepare(config: RunConfig) -> Prepared:
                                  "fusion": config.to_dict()["fusion"] if name != "all" or
                                  config.fusion.mode != "concat" else None,
                                  "part": name,
-                                 "backend": config.to_dict()["backend"],
+                                 "backend": {k: v for k, v in config.to_dict()["backend"].items()
+                                             if k != "projected_gamma_sweep"},
                                  "qpu": config.to_dict()["qpu"] if config.backend.kind == "qpu"
                                  else None,
                                  "tile_size": tile_size, "seed": config.seed}, sort_keys=True)
@@ -404,7 +405,9 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
     for part in prep.parts:
         loc = part_location(store_location, part, prep.parts)
         stores[part.name] = GramStore.create(loc, _store_arrays(prep, part), part.plan.tile_size,
-                                             _part_attrs(prep, part), shots=qpu)
+                                             _part_attrs(prep, part), shots=qpu,
+                                             projected=3 * part.qubits
+                                             if config.backend.kernel == "projected" else 0)
         missing[part.name] = stores[part.name].missing(part.plan)
 
     uri = config.tracking.uri or default_tracking_uri(out_dir)

@@ -49,7 +49,8 @@ from sklearn.svm import SVC, SVR
 
 from qdist.config import TrainingSpec
 
-__all__ = ["TrainingResult", "train_task", "train_and_evaluate", "BASELINES", "comparison_rows"]
+__all__ = ["TrainingResult", "train_task", "train_and_evaluate", "cv_score", "BASELINES",
+           "comparison_rows"]
 
 BASELINES = {
     "classification": (("rbf_", "RBF SVC"), ("logreg_", "logistic regression"),
@@ -130,6 +131,21 @@ def train_and_evaluate(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndar
     """Classification with :func:`train_task` (the binary case's historical entry point)."""
     return train_task("classification", k_train, y_train, k_test, y_test, f_train, f_test, spec,
                       seed)
+
+
+def cv_score(task: str, k_train: np.ndarray, y_train: np.ndarray, spec: TrainingSpec,
+             seed: int) -> tuple[float, float]:
+    """Mean and spread of the quantum model's repeated-CV score on a precomputed kernel (the
+    score :func:`train_task` selects with), for comparing kernels on the training folds only."""
+    if task == "classification":
+        binary = len(np.unique(y_train)) == 2
+        est, scoring = SVC(kernel="precomputed"), "roc_auc" if binary else "balanced_accuracy"
+    else:
+        est, scoring = SVR(kernel="precomputed"), "r2"
+    search = GridSearchCV(est, {"C": list(spec.c_grid)}, cv=_cv(task, y_train, spec, seed),
+                          scoring=scoring).fit(k_train, y_train)
+    stats = _cv_stats(search)
+    return stats["cv_mean"], stats["cv_std"]
 
 
 # ----------------------------------------------------------------------------- classification

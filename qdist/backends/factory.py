@@ -14,7 +14,17 @@ __all__ = ["make_backend", "make_qpu_sampler"]
 
 
 def make_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
-    """Build the backend ``spec`` names for ``circuit``."""
+    """Build the backend ``spec`` names for ``circuit`` (wrapped into projected-kernel features
+    when ``spec.kernel`` is ``projected``)."""
+    inner = _state_backend(spec, circuit)
+    if spec.kernel == "projected":
+        from qdist.backends.projected import ProjectedBackend
+
+        return ProjectedBackend(inner, spec.projected_gamma)  # type: ignore[return-value]
+    return inner
+
+
+def _state_backend(spec: BackendSpec, circuit: QuantumCircuit) -> StateBackend:
     if spec.kind == "batched":
         import numpy as np
 

@@ -109,12 +109,29 @@ class BackendSpec:
     as fast; kernel entries then carry an absolute error of about 2e-6 up to 12 qubits, growing
     like ``sqrt(2^q)``: 2.4e-5 measured at 20; see :mod:`qdist.kernel.tiles`)."""
 
+    kernel: Literal["fidelity", "projected"] = "fidelity"
+    """``fidelity``: ``|<phi(x)|phi(x')>|^2``; ``projected``: ``exp(-gamma sum_k ||rho_k(x) -
+    rho_k(x')||_F^2)`` over one-qubit reduced density matrices (Huang et al. 2021), from
+    per-sample features stored in the run's store."""
+    projected_gamma: float = 1.0
+    """``projected``: the RBF width gamma."""
+    projected_gamma_sweep: tuple[float, ...] = ()
+    """``projected``: more gammas to score by CV from the stored per-sample features (no new
+    quantum work); the best one trains the model."""
     max_bond: int = 64
     """``mps``: largest bond dimension kept (the per-sample truncation error is recorded)."""
     cutoff: float = 1e-16
     """``mps``: largest summed squared singular values dropped at one split."""
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.projected_gamma < math.inf or any(
+                not 0.0 < g < math.inf for g in self.projected_gamma_sweep):
+            raise fail("backend.projected_gamma", "floats in (0, inf) (with projected_gamma_sweep)",
+                        [self.projected_gamma, *self.projected_gamma_sweep], "Use e.g. 1.0.")
+        if self.kernel == "projected" and self.kind == "qpu":
+            raise fail("backend.kernel", "'fidelity' on a QPU backend (projected kernels from "
+                        "measured Bloch vectors are not built yet)", self.kernel,
+                        "Use a state backend (batched, mps, ...) for projected kernels.")
         if self.max_bond < 1:
             raise fail("backend.max_bond", "an integer >= 1", self.max_bond, "Use e.g. 64.")
         if not 0.0 <= self.cutoff < 1.0:

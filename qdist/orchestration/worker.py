@@ -47,6 +47,9 @@ class TileWorker:
             return self._cache[key]
         states = self.backend.states(self.x[side][bounds[0]:bounds[1]])
         self.states_computed += len(states)
+        stored = "proj_" + side.removeprefix("k_")
+        if stored in self.store.group:  # projected kernels keep every sample's features
+            self.store.array(stored)[bounds[0]:bounds[1]] = np.asarray(states)
         self._cache[key] = states
         while len(self._cache) > self.cache_blocks:
             self._cache.popitem(last=False)

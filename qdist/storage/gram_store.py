@@ -53,13 +53,17 @@ class GramStore:
         tile_size: int,
         attrs: Mapping[str, Any],
         shots: bool = False,
+        projected: int = 0,
     ) -> GramStore:
         """Create the group, or reopen it for a resume when its fingerprint matches.
 
         ``attrs`` must hold ``fingerprint``. An existing store with another fingerprint is
         refused (:class:`StoreMismatchError`) and left untouched. With ``shots``, the arrays
         ``shots_k_train`` and ``shots_k_test`` (int32, tile-chunked) hold the shots behind every
-        estimated entry, so its binomial variance ``K (1 - K) / shots`` is known.
+        estimated entry, so its binomial variance ``K (1 - K) / shots`` is known. With
+        ``projected`` (a width), ``proj_train`` and ``proj_test`` (float64, NaN until written,
+        one chunk per tile row block) hold every sample's projected-kernel features, written
+        by the workers as they compute them.
         """
         location = str(location)
         existing = cls._try_open(location)
@@ -90,6 +94,10 @@ class GramStore:
             if shots:
                 group.create_array(f"shots_{name}", shape=shape, chunks=(tile_size, tile_size),
                                    dtype="i4", fill_value=0)
+        if projected:
+            for name, n in (("proj_train", n_train), ("proj_test", n_test)):
+                group.create_array(name, shape=(n, projected), chunks=(tile_size, projected),
+                                   dtype="f8", fill_value=np.nan)
         store = cls(group, location)
         store.attrs = dict(attrs)  # written last: a store with attributes is fully created
         return store

@@ -127,8 +127,9 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
             if self.backend.kind == "qpu":
                 parts[comp.name] = self._qpu_cross_kernel(self._engines[i], xc, comp.support_x)
             else:
-                parts[comp.name] = fidelity_tile(self._engines[i].states(xc),
-                                                 self._support_states[i])
+                engine = self._engines[i]
+                parts[comp.name] = getattr(engine, "tile", fidelity_tile)(engine.states(xc),
+                                                                          self._support_states[i])
             self.kernel_evaluations += xc.shape[0] * comp.support_x.shape[0]
         if len(parts) == 1:
             return next(iter(parts.values()))
