@@ -19,15 +19,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
+from qdist.cohort_steps import encode_targets, impute_strategy, split
 from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
-from qdist.data.cohort import Cohort, Target, check_classes
-from qdist.errors import DataError
+from qdist.data.cohort import Cohort, Target
 from qdist.events import Callback, PhaseStarted, QpuBudgetReady, RunStarted, emit
 from qdist.finish import finish, versions
-from qdist.kernel.feature_maps import circuit_fingerprint, circuit_to_qpy, kernel_circuits
+from qdist.incremental import (
+    check_cache,
+    load_preprocessor,
+    save_preprocessor,
+    tiles_from_cache,
+)
+from qdist.kernel.feature_maps import (
+    circuit_fingerprint,
+    circuit_from_qpy,
+    circuit_to_qpy,
+    kernel_circuits,
+)
 from qdist.landmarks import choose_landmarks
 from qdist.planning import Plan, make_plan
 from qdist.planning.cost import WorkerMemory, cached_blocks, choose_method, resolve_tile_size
@@ -148,57 +158,23 @@ def _sha(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def _targets(config: RunConfig, cohort: Cohort) -> dict[str, Target]:
-    """Encode the primary target for the task and every extra target for its own."""
-    out: dict[str, Target] = {}
-    primary = config.data.label_column
-    if primary is not None:
-        task = "classification" if config.training.task == "clustering" else config.training.task
-        out[primary] = cohort.target(primary, task)
-    for name, task in config.data.extra_targets.items():
-        out[name] = cohort.target(name, task)
-    for t in out.values():
-        if t.task == "classification" and not (t.name == primary and
-                                               config.training.task == "clustering"):
-            check_classes(t, 2)
-    return out
-
-
-def _split(config: RunConfig, n: int, targets: dict[str, Target]) -> tuple[np.ndarray, np.ndarray]:
-    n_test = round(config.training.test_fraction * n)
-    folds = config.training.cv_folds
-    if n_test < 2 or n - n_test < 2 * folds:
-        raise DataError(
-            f"The cohort has {n} samples: with training.test_fraction="
-            f"{config.training.test_fraction} that leaves {n - n_test} to train and {n_test} to "
-            f"test, too few for training.cv_folds={folds}. Add samples, or lower cv_folds.")
-    primary = targets.get(config.data.label_column or "")
-    stratify = primary.values if primary is not None and primary.task == "classification" else None
-    idx_train, idx_test = train_test_split(np.arange(n), test_size=n_test, stratify=stratify,
-                                           random_state=config.seed)
-    return np.sort(idx_train), np.sort(idx_test)
-
-
-def _impute_strategy(config: RunConfig) -> str | None:
-    values, samples = config.data.missing.values, config.data.missing.samples
-    if values.startswith("impute_"):
-        return values.removeprefix("impute_")
-    return "median" if samples == "impute" else None
-
-
 def prepare(config: RunConfig) -> Prepared:
     """Load, split and encode the cohort; build the circuits and the plans. No quantum work."""
     cohort = load_cohort(config.data, config.seed)
-    targets = _targets(config, cohort)
-    idx_train, idx_test = _split(config, cohort.n_samples, targets)
-    pre = Preprocessor(config.preprocess, config.feature_map, config.fusion, cohort.blocks,
-                       _impute_strategy(config)).fit(cohort.features[idx_train])
+    targets = encode_targets(config, cohort)
+    idx_train, idx_test = split(config, cohort, targets)
+    if config.preprocess.frozen_from:  # an earlier run's fit: old samples keep their encoding
+        pre = load_preprocessor(config.preprocess.frozen_from, cohort.feature_names, cohort.blocks)
+    else:
+        pre = Preprocessor(config.preprocess, config.feature_map, config.fusion, cohort.blocks,
+                           impute_strategy(config)).fit(cohort.features[idx_train])
     x_train = pre.transform(cohort.features[idx_train])
     x_test = pre.transform(cohort.features[idx_test])
     circuits = kernel_circuits(config.feature_map, config.fusion, pre.parts)
     sizes = [_tile_size(config, len(idx_train), c.num_qubits) for _, c, _ in circuits]
     method = choose_method(config.training.method, len(idx_train), len(idx_test),
                            config.training.exact_max_gb)
+    check_cache(config, method)
     landmarks = 0
     if method == "nystrom":
         sizes = [min(sizes)] * len(sizes)  # one grid for every block kernel: whole landmark tiles
@@ -375,6 +351,7 @@ class _TileTotals:
     reattached: int = 0
     nodes: dict[str, int] = field(default_factory=dict)
     mps: dict[str, float] = field(default_factory=dict)
+    reused: int = 0
 
     def add(self, stats: Any) -> None:
         self.tiles_computed += stats.tiles_computed
@@ -383,6 +360,7 @@ class _TileTotals:
         self.retries += stats.retries
         self.submitted += getattr(stats, "submitted", 0)
         self.reattached += getattr(stats, "reattached", 0)
+        self.reused += getattr(stats, "tiles_reused", 0)
         for node, n in stats.nodes.items():
             self.nodes[node] = self.nodes.get(node, 0) + n
         for k, v in getattr(stats, "mps", {}).items():
@@ -410,6 +388,8 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
                                              if config.backend.kernel == "projected" else 0)
         missing[part.name] = stores[part.name].missing(part.plan)
 
+    if not remote:  # for preprocess.frozen_from in a later run
+        save_preprocessor(out_dir, prep.preprocessor, prep.cohort.feature_names, prep.cohort.blocks)
     uri = config.tracking.uri or default_tracking_uri(out_dir)
     # a local SQLite store keeps artifacts beside it; a server decides where its artifacts go
     local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
@@ -441,8 +421,14 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
                                                              part.plan.tile_size, tuple(todo)),
                                                         config.qpu.shots)))
                 emit(cbs, PhaseStarted("tiles" if len(prep.parts) == 1 else f"tiles ({part.name})"))
-                totals.add(_compute_tiles(prep, part, todo, store.location, cbs,
-                                          diagonal_due[part.name]))
+                if config.tiles.cache:  # the shared kernel cache computes what it has not seen
+                    totals.add(tiles_from_cache(prep.x_train[:, part.columns],
+                                                prep.x_test[:, part.columns],
+                                                circuit_from_qpy(part.qpy), store, todo, config,
+                                                address, cbs))
+                else:
+                    totals.add(_compute_tiles(prep, part, todo, store.location, cbs,
+                                              diagonal_due[part.name]))
         finally:
             if started_ray:
                 release_ray()

@@ -167,6 +167,10 @@ class PreprocessSpec:
     """Keep this many highest-variance features first (when ``blocks`` is empty)."""
     angle_range: float = math.pi
     """Features are min-max scaled to ``[0, angle_range]`` on the training split."""
+    frozen_from: str | None = None
+    """Reuse the preprocessing fitted by an earlier run (its output folder, which holds
+    ``preprocessor.pkl``) instead of fitting it again: old samples then keep their encoding when
+    the cohort grows. The earlier run's feature columns must match."""
     blocks: dict[str, BlockSpec] = field(default_factory=dict)
     """Per-block preprocessing and qubit shares (block name -> settings). Empty: one pipeline over
     all features, or, for ``fusion`` modes other than ``concat``, default settings with the qubits

@@ -158,6 +158,10 @@ def load_config(
             )
     for dotted, value in {**env_overrides(environ), **(overrides or {})}.items():
         _set_dotted(tree, dotted, value)
+    for section, key in (("preprocess", "frozen_from"), ("tiles", "cache")):
+        node = tree.get(section)
+        if base_dir is not None and isinstance(node, dict) and isinstance(node.get(key), str):
+            node[key] = _resolve(base_dir, node[key])
     data = tree.get("data")
     if base_dir is not None and isinstance(data, dict):
         for key in ("path", "targets_path"):

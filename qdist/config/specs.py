@@ -210,6 +210,12 @@ class TilingSpec:
     worker_memory_gb: float = 4.0
     """Memory each tile worker may use for states, overlaps and tiles (GiB); the planner refuses
     a tile size that does not fit and sizes the state cache to it."""
+    cache: str | None = None
+    """A kernel-cache folder shared by jobs (:mod:`qdist.storage.kernel_cache`): tiles are keyed
+    by the feature map and the samples' circuit parameters, so samples seen before cost nothing
+    (a grown cohort computes only its new rows and columns). Exact fidelity kernels on state
+    backends; combine with ``training.split: hash`` and ``preprocess.frozen_from`` so that old
+    patients keep their split and encoding."""
 
     def __post_init__(self) -> None:
         if self.size is not None and self.size < 1:
@@ -271,6 +277,10 @@ class TrainingSpec:
     """Classification: fit Platt-scaled class probabilities too (returned by the model)."""
     n_clusters: int = 2
     """Clustering: number of patient strata."""
+    split: Literal["stratified", "hash"] = "stratified"
+    """``stratified``: a seeded stratified split; ``hash``: a sample is held out when the keyed
+    hash of its pseudonymous id falls under ``test_fraction``, so it keeps its side as the
+    cohort grows (needs ``QDIST_PSEUDONYM_KEY``, which makes the pseudonyms stable)."""
     method: Literal["auto", "exact", "nystrom"] = "auto"
     """``exact``: the whole Gram and a kernel SVC/SVR; ``nystrom``: landmark columns and a linear
     model; ``auto``: exact while the Gram fits in ``exact_max_gb``, Nystrom beyond."""
