@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
@@ -87,7 +88,13 @@ def new_bucket(endpoint: str) -> Bucket:
 
 
 def clean_aws_env(monkeypatch: Any, bucket: Bucket) -> None:
-    """Point this process at ``bucket``'s server and nothing else (no profile, no token)."""
+    """Point this process at ``bucket``'s server and nothing else (no profile, no token).
+
+    Also undo what another test may have left behind in this process: ibm-cloud-sdk-core, built
+    at DEBUG level, turns on ``http.client`` debugging for good, with a ``print`` that fails on
+    the headers of the 100-continue responses botocore's uploads receive.
+    """
+    monkeypatch.setattr(http.client.HTTPConnection, "debuglevel", 0)
     for name in list(os.environ):
         if name.startswith("AWS_") or name == "QDIST_S3_ADDRESSING_STYLE":
             monkeypatch.delenv(name)

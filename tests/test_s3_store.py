@@ -185,6 +185,17 @@ def test_lease_is_renewed_and_a_lost_lease_is_left_alone(where, caplog):
     assert lease._read()[0]["holder"] == "usurper"  # not ours: not deleted
 
 
+def test_s3_lease_survives_http_client_debugging_patched_by_another_library(bucket, monkeypatch):
+    """ibm-cloud-sdk-core at DEBUG level sets http.client's debuglevel and replaces its print
+    with one that fails on 100-continue headers; the lease sends no Expect header."""
+    import http.client
+
+    monkeypatch.setattr(http.client.HTTPConnection, "debuglevel", 1)
+    monkeypatch.setattr(http.client, "print", lambda *args: " ".join(args), raising=False)
+    with store_lease(bucket.url("runs/store.zarr"), ttl=30) as lease:
+        assert lease._read()[0]["holder"] == lease.holder
+
+
 def test_the_backend_follows_the_location(tmp_path):
     assert isinstance(store_lease(str(tmp_path / "s.zarr")), StoreLease)
     s3 = store_lease("s3://bucket/a/store.zarr")

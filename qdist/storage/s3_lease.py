@@ -38,6 +38,17 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
+def _no_expect_continue(request: Any, **_: Any) -> None:
+    """Send lease records (a hundred bytes) without ``Expect: 100-continue``.
+
+    Nothing is gained by waiting for a 100 response before so small a body, and skipping it
+    keeps the lease working where another library has patched ``http.client``'s debug printing
+    (ibm-cloud-sdk-core does at DEBUG level, and then fails on the 100 response's headers).
+    """
+    if "Expect" in request.headers:
+        del request.headers["Expect"]
+
+
 class S3Lease(Lease):
     """The lease of the S3 store at ``store_location`` (``s3://bucket/prefix/store.zarr``)."""
 
@@ -54,10 +65,12 @@ class S3Lease(Lease):
             import botocore.session
             from botocore.config import Config
 
-            self._client_obj = botocore.session.get_session().create_client(
+            client = botocore.session.get_session().create_client(
                 "s3", endpoint_url=s3_endpoint(),
                 config=Config(s3={"addressing_style": s3_addressing_style()},
                               retries={"mode": "standard"}))  # attempts: AWS_MAX_ATTEMPTS, 3
+            client.meta.events.register("before-send.s3", _no_expect_continue)
+            self._client_obj = client
         return self._client_obj
 
     def _call(self, op: str, **kwargs: Any) -> Any:
