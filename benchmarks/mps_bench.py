@@ -121,16 +121,24 @@ def aer_pairs(circuit: Any, x: np.ndarray, pairs: list[tuple[int, int]]) -> tupl
     return seconds / len(pairs), values
 
 
+def best(repeat: int, fn: Any) -> tuple[float, int, Any]:
+    """The fastest of ``repeat`` timed runs (the machine is shared: the minimum is the least
+    disturbed), with the largest memory growth."""
+    runs = [timed(fn) for _ in range(repeat)]
+    return min(r[0] for r in runs), max(r[1] for r in runs), runs[0][2]
+
+
 def run_point(n: int, q: int, reps: int, ent: str, tile: int, bandwidth: float, workers: int,
-              aer_samples: int, aer_pair_count: int) -> dict[str, Any]:
+              aer_samples: int, aer_pair_count: int, repeat: int) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     circuit = feature_map(q, reps, ent)
     x = bandwidth * np.random.default_rng(n + q).uniform(0, np.pi, (n, circuit.num_parameters))
     compile_s, _, backend = timed(lambda: MpsBackend(circuit))
-    states_s, states_mem, states = timed(lambda: backend.states(x))
-    gram_s, gram_mem, k = timed(lambda: gram(states, tile, 1))
+    states_s, states_mem, states = best(repeat, lambda: backend.states(x))
+    gram_s, gram_mem, k = best(repeat, lambda: gram(states, tile, 1))
     row: dict[str, Any] = {
         "n": n, "qubits": q, "reps": reps, "entanglement": ent, "bandwidth": bandwidth,
-        "tile": tile, "compile_s": compile_s, "states_s": states_s,
+        "tile": tile, "repeat": repeat, "compile_s": compile_s, "states_s": states_s,
         "states_ms_per_sample": 1e3 * states_s / n, "gram_s": gram_s,
         "us_per_entry": 1e6 * gram_s / n**2,
         "max_bond": int(states.bond_dims.max()),
@@ -142,7 +150,7 @@ def run_point(n: int, q: int, reps: int, ent: str, tile: int, bandwidth: float, 
     }
     if workers > 1:
         row["gram_workers"] = workers
-        row["gram_parallel_s"], _, k2 = timed(lambda: gram(states, tile, workers))
+        row["gram_parallel_s"], _, k2 = best(repeat, lambda: gram(states, tile, workers))
         row["parallel_max_abs_diff"] = float(np.abs(k2 - k).max())
     row["projected_rdms_s"], _, _ = timed(lambda: mps_one_qubit_rdms(states))
     if aer_samples:
@@ -159,6 +167,7 @@ def run_point(n: int, q: int, reps: int, ent: str, tile: int, bandwidth: float, 
         row["aer_gram_hours_extrapolated"] = per_pair * n * (n - 1) / 2 / 3600
         row["aer_pair_max_abs_diff"] = float(np.abs(ours - np.array(values)).max())
         row["aer_pair_values"] = values
+    row["load_average_1min"] = [load_before, os.getloadavg()[0]]
     return row
 
 
@@ -177,9 +186,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "| n | q | reps | entanglement | states s (ms/sample) | Gram s, 1 process | us/entry | "
              "Gram s, pool | max bond | max trunc. err | max kernel err bound | off-diag mean | "
              "RDMs s | Aer states ms/sample | Aer ms/pair | Aer Gram h (extrap.) | "
-             "max abs diff vs Aer | peak MiB |",
-             "|" + "---|" * 18]
+             "max abs diff vs Aer | peak MiB | load (1 min, start-end) |",
+             "|" + "---|" * 19]
     for r in rows:
+        load = r.get("load_average_1min", [float("nan")] * 2)
         pool = (f"{f(r['gram_parallel_s'])} ({r['gram_workers']} proc.)"
                 if "gram_parallel_s" in r else "-")
         lines.append(
@@ -191,8 +201,10 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{f(r.get('aer_states_ms_per_sample'))} | "
             f"{f(r['aer_pair_s'] * 1e3) if 'aer_pair_s' in r else '-'} | "
             f"{f(r.get('aer_gram_hours_extrapolated'))} | "
-            f"{f(r.get('aer_pair_max_abs_diff'), '.1e')} | {f(r['peak_mib'], '.0f')} |")
-    lines += ["", "Gram: all n(n+1)/2 upper-triangle entries from tiles of edge "
+            f"{f(r.get('aer_pair_max_abs_diff'), '.1e')} | {f(r['peak_mib'], '.0f')} | "
+            f"{load[0]:.1f}-{load[1]:.1f} |")
+    lines += ["", f"Times: the fastest of {meta['repeat']} runs (states, Gram, pool). Gram: all "
+              "n(n+1)/2 upper-triangle entries from tiles of edge "
               f"{meta['tile']}, mirrored; us/entry = Gram wall time / n^2. Pool: the same tiles in "
               "worker processes (states shipped to them). Kernel error bound: "
               "delta (2 sqrt(K) + delta) per pair, delta = summed distance bounds of the two "
@@ -211,16 +223,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="process pool size (1: none)")
     parser.add_argument("--aer-samples", type=int, default=50)
     parser.add_argument("--aer-pairs", type=int, default=4)
+    parser.add_argument("--grid", help="points as n:q:reps:entanglement,... (overrides the grid)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per step; min is kept")
     parser.add_argument("--name", default=None, help="result file stem")
     args = parser.parse_args()
     grid = QUICK_GRID if args.quick else FULL_GRID
+    if args.grid:
+        grid = [(int(a), int(b), int(c), d) for a, b, c, d in
+                (p.split(":") for p in args.grid.split(","))]
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "grid": grid,
-            "tile": args.tile, "bandwidth": args.bandwidth}
+            "tile": args.tile, "bandwidth": args.bandwidth, "repeat": args.repeat}
     meta["load_average_before"] = os.getloadavg()
     rows = []
     for n, q, reps, ent in grid:
         row = run_point(n, q, reps, ent, min(args.tile, n), args.bandwidth, args.workers,
-                        args.aer_samples, args.aer_pairs)
+                        args.aer_samples, args.aer_pairs, args.repeat)
         print(json.dumps(row), flush=True)
         rows.append(row)
     meta["load_average_after"] = os.getloadavg()

@@ -122,3 +122,22 @@ def test_dask_paths_match_in_memory(cohort):
     reg = np.random.default_rng(7).normal(size=len(y))
     assert gram_moments_dask(lazy, reg, task="regression")["kernel_target_alignment"] == (
         pytest.approx(kernel_diagnostics(k, reg, task="regression")[0]["kernel_target_alignment"]))
+
+
+def test_out_of_core_paths_on_a_zarr_store(tmp_path):
+    """The lazy, mirrored k_train that assembly reads from Zarr feeds both paths chunk by chunk."""
+    from qdist.assembly.assemble import gram_arrays
+
+    from .test_assembly import _filled
+
+    store, _, k, ks = _filled(tmp_path, n_train=12, n_test=5, size=4)
+    k_train, k_test = gram_arrays(store)
+    y = np.arange(12) % 3
+    moments = gram_moments_dask(k_train, y)
+    diag, _ = kernel_diagnostics(k, y)
+    for key in ("kernel_offdiag_mean", "kernel_offdiag_var", "kernel_target_alignment_centered"):
+        assert moments[key] == pytest.approx(diag[key], rel=1e-9, abs=1e-12)
+    landmarks = np.array([0, 5, 6, 11])
+    nmap = fit_nystrom(k[np.ix_(landmarks, landmarks)], landmarks)
+    lazy = nystrom_features_dask(k_test[:, landmarks], nmap)
+    np.testing.assert_allclose(lazy.compute(), nmap.transform(ks[:, landmarks]), atol=1e-12)
