@@ -20,6 +20,7 @@ __all__ = [
     "RunFinished",
     "Callback",
     "emit",
+    "TileStats",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,3 +99,34 @@ def emit(callbacks: Iterable[Callback], event: Event) -> None:
             cb(event)
         except Exception:  # a broken progress bar must not stop a kernel run
             log.exception("callback %r failed on %s", cb, type(event).__name__)
+
+
+@dataclass
+class TileStats:
+    """What a tile phase did (the runner's, the QPU queue's or the kernel cache's figures), and
+    their sum over the kernels of a run (:meth:`add`)."""
+
+    tiles_computed: int = 0
+    entries_computed: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    retries: int = 0
+    nodes: dict[str, int] = field(default_factory=dict)
+    mps: dict[str, float] = field(default_factory=dict)
+    """MPS backends: the largest bond dimension and per-sample truncation error seen."""
+    submitted: int = 0
+    """QPU: jobs submitted."""
+    reattached: int = 0
+    """QPU: jobs found in the ledger and re-attached to instead of submitted."""
+    tiles_reused: int = 0
+    """Kernel cache: tiles read as they were."""
+
+    def add(self, other: TileStats) -> None:
+        """Add ``other``'s counts; the largest MPS figures win."""
+        for name in ("tiles_computed", "entries_computed", "seconds", "retries", "submitted",
+                     "reattached", "tiles_reused"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for node, n in other.nodes.items():
+            self.nodes[node] = self.nodes.get(node, 0) + n
+        for k, v in other.mps.items():
+            self.mps[k] = max(self.mps.get(k, 0.0), v)

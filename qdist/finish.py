@@ -168,7 +168,7 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
                     "entries_per_second": totals.entries_computed / totals.seconds
                     if totals.seconds else 0.0,
                     **{f"mps_{k}": float(v) for k, v in totals.mps.items()},
-                    **({"cache_tiles_reused": float(totals.reused)} if config.tiles.cache else {})})
+                    **({"cache_tiles_reused": float(totals.tiles_reused)} if config.tiles.cache else {})})
     for store in stores.values():
         part_tiles = len(next(p for p in prep.parts if stores[p.name] is store).plan.tiles)
         store.update_attrs(completion={"tiles_total": part_tiles, "complete": True,

@@ -13,13 +13,13 @@ import hashlib
 import logging
 import os
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qdist.errors import ConfigError, DataError
+from qdist.events import TileStats
 
 __all__ = ["hash_split", "save_preprocessor", "load_preprocessor", "check_cache", "tiles_from_cache"]
 
@@ -76,27 +76,15 @@ def check_cache(config: Any, method: str) -> None:
             f"{method!r}. Remove tiles.cache, or use those settings.")
 
 
-@dataclass
-class CacheRun:
-    """What the cache did for one kernel of the run (the runner's figures, for the totals)."""
-
-    tiles_computed: int = 0
-    entries_computed: int = 0
-    seconds: float = 0.0
-    retries: int = 0
-    tiles_reused: int = 0
-    nodes: dict[str, int] = field(default_factory=dict)
-
-
 def tiles_from_cache(x_train: np.ndarray, x_test: np.ndarray, circuit: Any, store: Any,
                      missing: list[Any], config: Any, address: str | None,
-                     callbacks: Any) -> CacheRun:
+                     callbacks: Any) -> TileStats:
     """Fill the run's missing tiles from the kernel cache, computing in it only the tiles it has
     not seen; the run's store then assembles as usual."""
     from qdist.api import cached_gram
 
     if not missing:
-        return CacheRun()
+        return TileStats()
     x_all = np.vstack([x_train, x_test])
     k, stats = cached_gram(x_all, circuit, config.tiles.cache, backend=config.backend,
                            tile_size=config.tiles.size, workers=config.tiles.workers,
@@ -109,7 +97,7 @@ def tiles_from_cache(x_train: np.ndarray, x_test: np.ndarray, circuit: Any, stor
         store.write_tile(tile, k[rows, c0:c1])
     log.info("kernel cache %s: %d tile(s) computed, %d reused", stats.cache, stats.tiles_computed,
              stats.tiles_needed - stats.tiles_computed)
-    return CacheRun(tiles_computed=stats.tiles_computed,
+    return TileStats(tiles_computed=stats.tiles_computed,
                     entries_computed=int(k.size) if stats.tiles_computed else 0,
                     seconds=stats.seconds,
                     tiles_reused=stats.tiles_needed - stats.tiles_computed)

@@ -24,7 +24,7 @@ from qdist.cohort_steps import encode_targets, impute_strategy, split
 from qdist.config import RunConfig, load_config
 from qdist.data import Preprocessor, load_cohort
 from qdist.data.cohort import Cohort, Target
-from qdist.events import Callback, PhaseStarted, QpuBudgetReady, RunStarted, emit
+from qdist.events import Callback, PhaseStarted, QpuBudgetReady, RunStarted, TileStats, emit
 from qdist.finish import finish, versions
 from qdist.incremental import (
     check_cache,
@@ -339,34 +339,6 @@ def _part_attrs(prep: Prepared, part: KernelPart) -> dict[str, Any]:
             "provenance": {"backend": config.to_dict()["backend"], "seed": config.seed}}
 
 
-@dataclass
-class _TileTotals:
-    """The tile phase over every kernel of the run."""
-
-    tiles_computed: int = 0
-    entries_computed: int = 0
-    seconds: float = 0.0
-    retries: int = 0
-    submitted: int = 0
-    reattached: int = 0
-    nodes: dict[str, int] = field(default_factory=dict)
-    mps: dict[str, float] = field(default_factory=dict)
-    reused: int = 0
-
-    def add(self, stats: Any) -> None:
-        self.tiles_computed += stats.tiles_computed
-        self.entries_computed += stats.entries_computed
-        self.seconds += stats.seconds
-        self.retries += stats.retries
-        self.submitted += getattr(stats, "submitted", 0)
-        self.reattached += getattr(stats, "reattached", 0)
-        self.reused += getattr(stats, "tiles_reused", 0)
-        for node, n in stats.nodes.items():
-            self.nodes[node] = self.nodes.get(node, 0) + n
-        for k, v in getattr(stats, "mps", {}).items():
-            self.mps[k] = max(self.mps.get(k, 0.0), v)
-
-
 def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address: str | None,
                 cbs: list[Callback], job_text: str, started: float,
                 nested: bool = False) -> RunResult:
@@ -400,7 +372,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
                                   {"qdist.run_id": run_id, "qdist.store": store_location},
                                   nested=nested)
     cbs.append(tracker)
-    totals = _TileTotals()
+    totals = TileStats()
     try:
         # the QPU's measured diagonal (depolarizing mitigation) is work too, done after the tiles
         diagonal_due = {name: qpu and config.qpu.depolarizing_mitigation and

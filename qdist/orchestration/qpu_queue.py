@@ -148,8 +148,6 @@ class QpuStats(RunStats):
     """What the QPU phase did: the runner's figures plus the jobs."""
 
     workers: int = 1
-    submitted: int = 0
-    reattached: int = 0
     job_ids: dict[str, str] = field(default_factory=dict)
 
 

@@ -18,7 +18,6 @@ import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -26,7 +25,7 @@ from ray.exceptions import RayActorError
 
 from qdist.config import BackendSpec
 from qdist.errors import TileError
-from qdist.events import Callback, TileCompleted, emit
+from qdist.events import Callback, TileCompleted, TileStats, emit
 from qdist.orchestration.faults import FAULT_ENV
 from qdist.orchestration.worker import TileWorker
 from qdist.planning.plan import Tile
@@ -39,18 +38,8 @@ _IN_FLIGHT_PER_WORKER = 2
 _ACTOR_RESTARTS = 4
 
 
-@dataclass
-class RunStats:
-    """What the tile phase did."""
-
-    tiles_computed: int = 0
-    entries_computed: int = 0
-    seconds: float = 0.0
-    workers: int = 0
-    retries: int = 0
-    nodes: dict[str, int] = field(default_factory=dict)
-    mps: dict[str, float] = field(default_factory=dict)
-    """MPS backends: the largest bond dimension and per-sample truncation error seen."""
+RunStats = TileStats
+"""What the tile phase did (:class:`qdist.events.TileStats`)."""
 
 
 def ensure_ray(address: str | None = None) -> bool:
