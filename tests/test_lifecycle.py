@@ -200,3 +200,34 @@ def test_kernel_ridge_regression_model_uses_every_training_sample(tmp_path):
     raw = pd.DataFrame(prep.cohort.features[prep.idx_test], columns=prep.cohort.feature_names)
     np.testing.assert_allclose(model.predict(None, raw)["prediction"],
                                np.asarray(view.k_test) @ model.dual_coef, atol=1e-9)
+
+
+def test_anndata_cohort_end_to_end_and_new_patients_from_h5ad(tmp_path):
+    import anndata as ad
+
+    from qdist.tracking.predict import predict_file
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(70, 8))
+    obs = pd.DataFrame({"response": np.where(x[:, 0] + x[:, 1] > 0, "yes", "no"),
+                        "age": rng.normal(60, 8, size=70)},
+                       index=pd.Index([f"MRN-{i:03d}" for i in range(70)]))
+    var = pd.DataFrame(index=[f"gene{i}" for i in range(8)])
+    ad.AnnData(X=x[:60], obs=obs.iloc[:60], var=var).write_h5ad(tmp_path / "cohort.h5ad")
+    ad.AnnData(X=x[60:], obs=obs.iloc[60:].drop(columns=["response"]),
+               var=var).write_h5ad(tmp_path / "new.h5ad")
+    job = small_job(tmp_path, data={"source": "anndata", "path": str(tmp_path / "cohort.h5ad"),
+                                    "label_column": "response", "obs_features": ["age"]},
+                    training={"c_grid": [1.0, 10.0], "cv_folds": 3, "cv_repeats": 1})
+    result = run_job(job)
+    assert result.n_train + result.n_test == 60 and "rbf_test_accuracy" in result.metrics
+    pred = predict_file(result.model_uri, tmp_path / "new.h5ad", id_column="mrn",
+                        tracking_uri=result.tracking_uri)
+    assert len(pred) == 10 and set(pred["prediction"]) <= {"no", "yes"}
+    assert pred["sample_id"].str.startswith("s-").all()  # pseudonyms, not the obs names
+    table = pd.DataFrame(x[60:], columns=list(var.index)).assign(age=obs["age"].to_numpy()[60:])
+    table.insert(0, "mrn", list(obs.index[60:]))
+    table.to_csv(tmp_path / "new.csv", index=False)
+    same = predict_file(result.model_uri, tmp_path / "new.csv", id_column="mrn",
+                        tracking_uri=result.tracking_uri)
+    pd.testing.assert_frame_equal(pred, same)  # the same patients from either format
