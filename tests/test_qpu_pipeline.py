@@ -206,3 +206,25 @@ def test_depolarizing_mitigation_uses_the_measured_diagonal(tmp_path):
     off = ~np.eye(len(k), dtype=bool)
     assert np.abs(fixed - k)[off].mean() < np.abs(raw - k)[off].mean()
     assert mitigated.metrics["kernel_offdiag_mean"] != noisy.metrics["kernel_offdiag_mean"]
+
+
+@pytest.mark.parametrize("fusion", [{"mode": "subregister", "cross_layers": 1},
+                                    {"mode": "multiple_kernel", "combine": "sum"}])
+def test_fusion_encodings_run_on_the_qpu_path(tmp_path, fusion):
+    """Fusion is an ordinary job option on every backend: here shots on Aer, one QPU store (and
+    job ledger) per block kernel under multiple_kernel, within shot noise of the exact kernel."""
+    job = qpu_job(tmp_path, provider="aer")
+    job["feature_map"] = {"kind": "zz", "qubits": 2, "reps": 1}
+    job["fusion"] = fusion
+    job["training"] = {**job["training"], "cv_repeats": 1}
+    result = run_job(job)
+    assert result.metrics["qpu_jobs_submitted"] >= 1
+    for store in result.stores:
+        view = open_store(store)
+        k, _ = _exact(view)
+        shots = zarr.open_group(store, mode="r")["shots_k_train"][...]
+        upper = np.triu(np.ones_like(k, dtype=bool), 1)
+        got = np.asarray(view.k_train)
+        z = np.abs(got - k)[upper] / np.maximum(_sigma(k, shots)[upper], 1e-3)
+        assert z.max() < 6  # every entry within six binomial standard errors
+    assert len(result.stores) == (2 if fusion["mode"] == "multiple_kernel" else 1)
