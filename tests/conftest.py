@@ -35,7 +35,8 @@ def small_job(tmp: Path, **sections: Any) -> dict[str, Any]:
                  "synthetic": {"n_samples": 60, "blocks": {"rna": 12, "prot": 5}, "n_latent": 2}},
         "feature_map": {"kind": "zz", "qubits": 3, "reps": 2, "bandwidth": 0.8},
         "tiles": {"size": 16, "workers": 2},
-        "training": {"test_fraction": 0.25, "c_grid": [0.1, 1.0, 10.0], "cv_folds": 3},
+        "training": {"test_fraction": 0.25, "c_grid": [0.1, 1.0, 10.0], "cv_folds": 3,
+                     "cv_repeats": 1},
         "output": {"dir": str(tmp / "out")},
     }
     job.update(sections)
