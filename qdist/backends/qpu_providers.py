@@ -7,9 +7,10 @@ them, so importing this module is cheap. Secrets are read only from the environm
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,12 +87,34 @@ class IbmCredentials:
         return text.replace(self.token, "***") if self.token else text
 
 
+@contextlib.contextmanager
+def _process_http_untouched() -> Iterator[None]:
+    """Undo what IBM's cloud SDK does to the whole process when DEBUG logging is on: it turns on
+    ``http.client``'s wire debugging and replaces that module's ``print`` with a function that
+    fails on some headers, which then breaks every other HTTP client (S3, MLflow) in the process
+    and could log request headers (credentials)."""
+    import http.client
+
+    level = http.client.HTTPConnection.debuglevel
+    printer = http.client.__dict__.get("print")
+    try:
+        yield
+    finally:
+        http.client.HTTPConnection.debuglevel = level
+        if printer is None:
+            http.client.__dict__.pop("print", None)
+        else:
+            http.client.print = printer  # type: ignore[attr-defined]
+
+
 def ibm_service(creds: IbmCredentials) -> Any:
     """A ``QiskitRuntimeService`` for ``creds``; errors are re-raised without the token."""
     from qiskit_ibm_runtime import QiskitRuntimeService
 
     try:
-        return QiskitRuntimeService(channel=creds.channel, token=creds.token, instance=creds.instance)
+        with _process_http_untouched():
+            return QiskitRuntimeService(channel=creds.channel, token=creds.token,
+                                        instance=creds.instance)
     except Exception as exc:  # any failure becomes a BackendError without the token
         detail = creds.scrub(f"{type(exc).__name__}: {exc}")
         leaked = any(creds.token in str(e) for e in _chain(exc))
