@@ -208,9 +208,14 @@ def test_predict_new_patients_from_a_table(finished_run, tmp_path):
     pred = pd.read_csv(out)
     assert list(pred.columns) == ["sample_id", "prediction", "decision", "probability_0",
                                   "probability_1"] and len(pred) == 15
-    np.testing.assert_allclose(pred["probability_0"] + pred["probability_1"], 1.0)
-    # the calibrated probability orders patients like the decision function
-    assert np.corrcoef(pred["decision"], pred["probability_1"])[0, 1] > 0.9
+    probs = pred[["probability_0", "probability_1"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    # Platt scaling is monotone in the decision value (its slope is fitted on out-of-fold
+    # decisions, so on a weak model it may even be negative): one ordering for every patient
+    order = np.argsort(pred["decision"].to_numpy())
+    p1 = pred["probability_1"].to_numpy()[order]
+    assert (np.diff(p1) >= -1e-12).all() or (np.diff(p1) <= 1e-12).all()
     assert not pred["sample_id"].str.contains("MRN").any()  # raw ids never leave the input
     accuracy = float(np.mean(pred["prediction"].to_numpy() == prep.y_test))
     assert accuracy == pytest.approx(s["metrics"]["test_accuracy"])
