@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from qdist.config import BackendSpec
 from qdist.errors import TileError
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _IN_FLIGHT_PER_WORKER = 2
 _ACTOR_RESTARTS = 4
+_RESTART_WAIT_S = 0.2
 
 
 RunStats = TileStats
@@ -149,6 +150,12 @@ class _Pool:
         self.queue.put_back(tile)
 
 
+def _restarting(exc: BaseException) -> bool:
+    """A task refused because its actor is being restarted: not a new failure of the tile or the
+    actor (counting it as one dropped healthy actors, and failed runs, on a loaded machine)."""
+    return isinstance(exc, ActorUnavailableError) and "restarting" in str(exc)
+
+
 def _cause(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     tail = [ln for ln in text if ln.strip()][-1:] if text else []
@@ -194,7 +201,11 @@ def run_tiles(
                 result = ray.get(ready[0])
             except Exception as exc:  # a tile or worker failure: retry within budget
                 stats.retries += 1
-                pool.failed(w, tile, exc)
+                if _restarting(exc):  # a death already counted; Ray is bringing the actor back
+                    pool.queue.put_back(tile)
+                    time.sleep(_RESTART_WAIT_S)
+                else:
+                    pool.failed(w, tile, exc)
                 for other in list(pool.actors):
                     pool.feed(other)
                 continue
