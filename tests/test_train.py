@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.svm import SVC
 
-from qdist.assembly.train import comparison_rows, train_and_evaluate, train_task
+from qdist.assembly.train import comparison_rows, train_task
 from qdist.config import TrainingSpec
 
 
@@ -23,7 +23,8 @@ def test_precomputed_path_equals_sklearn_with_the_same_kernel(data):
     f_train, y_train, f_test, y_test = data
     spec = TrainingSpec(c_grid=(1.0,), cv_folds=3)
     k_train, k_test = rbf_kernel(f_train, gamma=0.3), rbf_kernel(f_test, f_train, gamma=0.3)
-    result = train_and_evaluate(k_train, y_train, k_test, y_test, f_train, f_test, spec, 0)
+    result = train_task("classification", k_train, y_train, k_test, y_test, f_train, f_test, spec,
+                        0)
     direct = SVC(kernel="rbf", gamma=0.3, C=1.0).fit(f_train, y_train)
     np.testing.assert_allclose(result.model.decision_function(k_test),
                                direct.decision_function(f_test), atol=1e-8)
@@ -33,7 +34,7 @@ def test_precomputed_path_equals_sklearn_with_the_same_kernel(data):
 def test_every_baseline_reports_on_the_same_split(data):
     f_train, y_train, f_test, y_test = data
     k_train, k_test = rbf_kernel(f_train), rbf_kernel(f_test, f_train)
-    m = train_and_evaluate(k_train, y_train, k_test, y_test, f_train, f_test,
+    m = train_task("classification", k_train, y_train, k_test, y_test, f_train, f_test,
                            TrainingSpec(c_grid=(0.1, 1.0, 10.0), cv_folds=3), 0).metrics
     for prefix in ("", "rbf_", "logreg_", "forest_"):
         for name in ("test_accuracy", "test_balanced_accuracy", "test_roc_auc"):

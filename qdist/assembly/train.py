@@ -49,8 +49,7 @@ from sklearn.svm import SVC, SVR
 
 from qdist.config import TrainingSpec
 
-__all__ = ["TrainingResult", "train_task", "train_and_evaluate", "cv_score", "BASELINES",
-           "comparison_rows"]
+__all__ = ["TrainingResult", "train_task", "cv_score", "BASELINES", "comparison_rows"]
 
 BASELINES = {
     "classification": (("rbf_", "RBF SVC"), ("logreg_", "logistic regression"),
@@ -123,14 +122,6 @@ def train_task(task: str, k_train: np.ndarray, y_train: np.ndarray | None, k_tes
         assert y_train is not None and y_test is not None
         return _regress(k_train, y_train, k_test, y_test, f_train, f_test, spec, seed)
     return _cluster(k_train, y_train, k_test, y_test, f_train, f_test, spec, seed)
-
-
-def train_and_evaluate(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray,
-                       y_test: np.ndarray, f_train: np.ndarray, f_test: np.ndarray,
-                       spec: TrainingSpec, seed: int) -> TrainingResult:
-    """Classification with :func:`train_task` (the binary case's historical entry point)."""
-    return train_task("classification", k_train, y_train, k_test, y_test, f_train, f_test, spec,
-                      seed)
 
 
 def cv_score(task: str, k_train: np.ndarray, y_train: np.ndarray, spec: TrainingSpec,
