@@ -104,6 +104,8 @@ def _summary(result: Any) -> str:
         "",
         f"  kernel: off-diagonal mean {m['kernel_offdiag_mean']:.3f}, variance "
         f"{m['kernel_offdiag_var']:.2e}, target alignment {m['kernel_target_alignment']:.3f}"
+        + (f", effective dimension {m['kernel_effective_dimension']:.1f}"
+           if "kernel_effective_dimension" in m else "")
         + (f", geometric difference to RBF {m['geometric_difference']:.2f}"
            if "geometric_difference" in m else "")
         + ("  [CONCENTRATED]" if m.get("kernel_concentrated") else ""),
