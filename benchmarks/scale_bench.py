@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import threading
 import time
 from pathlib import Path
 
 import psutil
+from kernel_bench import machine  # the same machine description as every benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,12 +55,6 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def machine() -> dict[str, object]:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def job(n_train: int, qubits: int, landmarks: int, tile: int, out: Path) -> dict[str, object]:
@@ -134,14 +128,14 @@ def markdown(r: dict) -> str:
     return "\n".join([
         f"# Cohort scale: a {r['n_train']:,} x {r['n_train']:,} Gram into Zarr, Nystrom on it",
         "",
-        f"Machine: {mach['cores']} cores ({mach['cpu']}), {mach['memory_gb']} GB RAM, "
+        f"Machine: {mach['logical_cores']} cores ({mach['cpu']}), {mach['ram_gib']} GiB RAM, "
         f"{mach['platform']}, Python {mach['python']}. Command: `python benchmarks/scale_bench.py`.",
         "",
         "| quantity | value |", "|---|---|",
         f"| training samples (Gram edge) | {r['n_train']:,} |",
         f"| test samples | {r['n_test']:,} |",
         f"| qubits | {r['job']['feature_map']['qubits']} |",
-        f"| Gram in float64 | {r['gram_gb_float64']} GB (machine RAM {mach['memory_gb']} GB) |",
+        f"| Gram in float64 | {r['gram_gb_float64']} GB (machine RAM {mach['ram_gib']} GiB) |",
         f"| tiles computed | {r['tiles_computed']:,} (edge {r['job']['tiles']['size']}) |",
         f"| tile phase | {r['seconds_tiles']} s ({r['entries_per_second_tiles']:.3g} entries/s) |",
         f"| whole job | {r['seconds_total']} s |",
