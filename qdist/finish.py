@@ -169,9 +169,9 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
                     if totals.seconds else 0.0,
                     **{f"mps_{k}": float(v) for k, v in totals.mps.items()},
                     **({"cache_tiles_reused": float(totals.tiles_reused)} if config.tiles.cache else {})})
-    for store in stores.values():
-        part_tiles = len(next(p for p in prep.parts if stores[p.name] is store).plan.tiles)
-        store.update_attrs(completion={"tiles_total": part_tiles, "complete": True,
+    for part in prep.parts:  # the counts of this run are over every kernel of it
+        stores[part.name].update_attrs(completion={"tiles_total": len(part.plan.tiles),
+                                       "complete": True,
                                        "tiles_computed_last_run": totals.tiles_computed,
                                        "tile_retries_last_run": totals.retries,
                                        "nodes_last_run": totals.nodes,
