@@ -264,9 +264,8 @@ def _gamma_sweep(prep: Prepared, stores: dict[str, Any], metrics: dict[str, floa
         mean, std = cv_score(task, projected_kernel_tile(f_train, None, g), prep.y_train,
                              config.training, config.seed)
         scores.append((mean, std))
-        metrics_step = {"gamma_sweep_gamma": g, "gamma_sweep_cv_mean": mean}
-        for k, v in metrics_step.items():
-            metrics.setdefault(f"{k}_{step}", v)
+        metrics[f"gamma_sweep_gamma_{step}"] = g
+        metrics[f"gamma_sweep_cv_mean_{step}"] = mean
     best = int(np.nanargmax([m for m, _ in scores]))
     metrics["projected_gamma_best"] = gammas[best]
     texts["gamma_sweep.md"] = "\n".join(

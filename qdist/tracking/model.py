@@ -135,6 +135,16 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
             return next(iter(parts.values()))
         return combine_kernels(parts, self.weights, self.combine)
 
+    @property
+    def _probabilities(self) -> Any:
+        """What gives class probabilities: the calibrator, or a probabilistic linear model on
+        Nystrom features; ``None`` when the model has none."""
+        if self.calibrator is not None:
+            return self.calibrator
+        if self.projection is not None and hasattr(self.estimator, "predict_proba"):
+            return self.estimator
+        return None
+
     def _kernel_rows(self, k_support: np.ndarray) -> np.ndarray:
         rows = np.zeros((k_support.shape[0], self.n_train))
         rows[:, self.support] = k_support
@@ -153,9 +163,8 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         out = pd.DataFrame({"prediction": np.asarray(self.class_names)[codes]})
         if len(self.class_names) == 2:
             out["decision"] = self.estimator.decision_function(rows)
-        if self.calibrator is not None or (self.projection is not None and
-                                           hasattr(self.estimator, "predict_proba")):
-            proba = (self.calibrator or self.estimator).predict_proba(rows)
+        if self._probabilities is not None:
+            proba = self._probabilities.predict_proba(rows)
             for c, name in enumerate(self.class_names):
                 out[f"probability_{name}"] = proba[:, c]
         return out
@@ -168,8 +177,7 @@ class QuantumKernelModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         out = pd.DataFrame({"prediction": [names[i % len(names)] for i in range(n)]})
         if len(names) == 2:
             out["decision"] = np.zeros(n)
-        if self.calibrator is not None or (self.projection is not None and
-                                           hasattr(self.estimator, "predict_proba")):
+        if self._probabilities is not None:
             for name in names:
                 out[f"probability_{name}"] = np.zeros(n)
         return out
