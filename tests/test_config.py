@@ -126,3 +126,8 @@ def test_flat_params_cover_every_field():
 @pytest.mark.parametrize("path", sorted((REPO / "jobs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_job_file_is_valid(path):
     load_config(path, environ={})
+
+
+def test_negative_simulator_threads_is_refused_naming_the_field():
+    with pytest.raises(ConfigError, match=r"qpu.simulator_threads.*-2.*Use 0"):
+        config_from_dict({"backend": {"kind": "qpu"}, "qpu": {"simulator_threads": -2}})

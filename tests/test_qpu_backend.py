@@ -23,7 +23,8 @@ from qiskit.circuit.library import zz_feature_map
 from qiskit.quantum_info import Statevector
 
 from qdist.backends.qpu import QpuTileSampler, compute_uncompute
-from qdist.backends.qpu_circuits import bitarray_counts, pub_values
+from qdist.backends.qpu_circuits import pub_values
+from qdist.backends.qpu_shots import PubShots
 from qdist.backends.qpu_providers import IbmCredentials
 from qdist.backends.spool import SpoolClient
 from qdist.errors import BackendError, TileError
@@ -45,9 +46,9 @@ def run_tile(sampler: QpuTileSampler, rows: tuple[int, int], cols: tuple[int, in
     pairs = sampler.pairs(rows, cols, diagonal)
     pub = sampler.make_pub(X[rows[0]:rows[1]], X[cols[0]:cols[1]], pairs)
     job_id = sampler.submit([pub], seed)
-    counts = sampler.result(job_id)
-    assert len(counts) == 1 and len(counts[0]) == len(pairs)  # one PUB, one counts dict per pair
-    values, shots = sampler.tile_values(counts[0], pairs, (rows[1] - rows[0], cols[1] - cols[0]), diagonal)
+    result = sampler.result(job_id)
+    assert len(result) == 1 and len(result[0]) == len(pairs)  # one PUB, the shots of every pair
+    values, shots = sampler.tile_values(result[0], pairs, (rows[1] - rows[0], cols[1] - cols[0]), diagonal)
     return values, shots, job_id
 
 
@@ -115,24 +116,29 @@ def test_a_rerun_with_the_same_tile_seed_gives_identical_counts(aer) -> None:
     assert np.array_equal(a, b)
 
 
-def test_bitarray_counts_matches_qiskit(aer) -> None:
+def test_pub_shots_counts_match_qiskit(aer) -> None:
     pairs = aer.pairs((0, 3), (3, 6), False)
     job = aer._sampler(5).run([aer.make_pub(X[0:3], X[3:6], pairs)], shots=500)
     bits = job.result()[0].data.meas
-    assert bitarray_counts(bits) == [bits.get_counts(loc=i) for i in range(len(pairs))]
+    shots = PubShots.from_bit_array(bits)
+    assert [shots.counts(i) for i in range(len(pairs))] == [bits.get_counts(loc=i)
+                                                          for i in range(len(pairs))]
+    zeros = [bits.get_counts(loc=i).get("000", 0) / 500 for i in range(len(pairs))]
+    np.testing.assert_allclose(shots.zero_probabilities(), zeros, rtol=0, atol=1e-15)
 
 
 def test_a_one_by_one_diagonal_tile_needs_no_job(aer) -> None:
     pairs = aer.pairs((2, 3), (2, 3), True)
     with pytest.raises(TileError, match="no pairs"):
         aer.make_pub(X[2:3], X[2:3], pairs)
-    values, shots = aer.tile_values([], pairs, (1, 1), diagonal=True)
+    values, shots = aer.tile_values(None, pairs, (1, 1), diagonal=True)
     assert values.tolist() == [[1.0]] and shots.tolist() == [[0]]
 
 
 def test_tile_values_refuses_counts_of_another_tile(aer) -> None:
     with pytest.raises(TileError, match="does not belong"):
-        aer.tile_values([{"000": 5}], aer.pairs((0, 2), (2, 4), False), (2, 2), diagonal=False)
+        one_pair = PubShots(np.zeros((1, 5, 1), dtype=np.uint8), 3)
+        aer.tile_values(one_pair, aer.pairs((0, 2), (2, 4), False), (2, 2), diagonal=False)
 
 
 def test_pickle_keeps_only_settings_and_rebuilds_the_same_isa_circuit(aer) -> None:
@@ -259,16 +265,16 @@ def test_spool_matches_aer_and_a_new_process_reattaches_without_resubmitting(spo
     fresh = QpuTileSampler(FM, provider="spool", shots=shots, seed=3, spool_dir=str(spool))
     fresh.attach(job_id)
     pairs = fresh.pairs((0, 4), (4, 9), False)
-    counts = fresh.result(job_id, timeout=60)
+    result = fresh.result(job_id, timeout=60)
     assert fresh.status(job_id) == "DONE"
-    values, _ = fresh.tile_values(counts[0], pairs, (4, 5), diagonal=False)
+    values, _ = fresh.tile_values(result[0], pairs, (4, 5), diagonal=False)
     assert binomial_ok(values, K[0:4, 4:9], shots)
     aer_values, _, _ = run_tile(aer, (0, 4), (4, 9), diagonal=False, seed=8)
     exact = K[0:4, 4:9]  # two independent estimates: Var[difference] = 2 K (1 - K) / s
     assert np.all(np.abs(values - aer_values) <= 5 * np.sqrt(2 * exact * (1 - exact) / shots) + 1e-9)
     again = QpuTileSampler(FM, provider="spool", shots=shots, seed=3, spool_dir=str(spool))
     again.attach(job_id)
-    assert again.result(job_id) == counts
+    assert again.result(job_id) == result
     assert len(client.job_ids()) == n_jobs  # attaching submitted nothing
 
 
@@ -296,3 +302,29 @@ def test_a_job_with_bad_input_ends_in_error_with_a_message(spool) -> None:
         s.result(alien, timeout=60)
     with pytest.raises(BackendError, match="never submitted"):
         s.attach("no-such-job")
+
+
+@pytest.mark.parametrize("num_bits", [3, 8, 11, 20])
+def test_pub_shots_estimates_match_the_formula_for_any_width(num_bits) -> None:
+    """Counts, the all-zeros fraction and the tensored mitigation, from packed shots of any
+    register width, against qiskit's BitArray counts and the formula written shot by shot."""
+    from qiskit.primitives import BitArray
+
+    rng = np.random.default_rng(num_bits)
+    n_pairs, n_shots, n_bytes = 4, 300, (num_bits + 7) // 8
+    bits = rng.integers(0, 256, size=(n_pairs, n_shots, n_bytes), dtype=np.uint8)
+    bits[:, :, 0] &= (1 << (num_bits - 8 * (n_bytes - 1))) - 1  # clear the padding bits
+    bits[:, : n_shots // 3] = 0  # plenty of all-zero shots
+    shots = PubShots(bits, num_bits)
+    array = BitArray(bits, num_bits)
+    assert [shots.counts(i) for i in range(n_pairs)] == [array.get_counts(loc=i)
+                                                        for i in range(n_pairs)]
+    unpacked = np.unpackbits(bits, axis=2, bitorder="big")[:, :, ::-1][:, :, :num_bits]  # clbit k
+    np.testing.assert_allclose(shots.zero_probabilities(), (unpacked == 0).all(axis=2).mean(axis=1),
+                               rtol=0, atol=1e-15)
+    err = rng.uniform(0.0, 0.08, size=(num_bits, 2))
+    inverses = np.array([np.linalg.inv([[1 - e10, e01], [e10, 1 - e01]]) for e10, e01 in err])
+    want = np.prod(inverses[np.arange(num_bits), 0, unpacked], axis=2).mean(axis=1)
+    np.testing.assert_allclose(shots.zero_probabilities(inverses), want, rtol=1e-12, atol=0)
+    with pytest.raises(TileError, match=r"expected \(%d, 2, 2\)" % num_bits):
+        shots.zero_probabilities(inverses[:-1])

@@ -228,3 +228,26 @@ def test_fusion_encodings_run_on_the_qpu_path(tmp_path, fusion):
         z = np.abs(got - k)[upper] / np.maximum(_sigma(k, shots)[upper], 1e-3)
         assert z.max() < 6  # every entry within six binomial standard errors
     assert len(result.stores) == (2 if fusion["mode"] == "multiple_kernel" else 1)
+
+
+def test_a_local_simulator_queue_reserves_the_cpus_its_threads_use(tmp_path):
+    """Ray gives an actor as many OpenMP threads as CPUs it reserved, so an Aer queue that asked
+    for one CPU simulated on one thread; local simulators now reserve the node's free CPUs (the
+    session cluster has 2) or ``qpu.simulator_threads``, and the actor sees that many threads."""
+    import ray
+
+    from qdist.config import QpuSpec
+    from qdist.orchestration.qpu_queue import _queue_actor
+
+    assert _queue_actor(QpuSpec(provider="aer"))._default_options["num_cpus"] == 2
+    assert _queue_actor(QpuSpec(provider="fake", backend="fake_manila",
+                                simulator_threads=1))._default_options["num_cpus"] == 1
+    # a queue that only talks to a remote service simulates nothing
+    spool = QpuSpec(provider="spool", spool_dir=str(tmp_path))
+    assert _queue_actor(spool)._default_options["num_cpus"] == 1
+
+    @ray.remote(num_cpus=_queue_actor(QpuSpec(provider="aer"))._default_options["num_cpus"])
+    def threads() -> str | None:
+        return os.environ.get("OMP_NUM_THREADS")
+
+    assert ray.get(threads.remote()) == "2"

@@ -28,20 +28,17 @@ error below 1e-5 rad, far under shot noise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
 
 from qdist.backends.qpu_circuits import (
-    bitarray_counts,
     compute_uncompute,
     measured_physical_qubits,
-    mitigated_zero_probability,
     pub_values,
     tile_pairs,
-    zero_probability,
 )
 from qdist.backends.qpu_providers import (
     CIRCUIT_OVERHEAD_S,
@@ -55,6 +52,7 @@ from qdist.backends.qpu_providers import (
     normalise_status,
     readout_inverses,
 )
+from qdist.backends.qpu_shots import PubShots
 from qdist.errors import BackendError, TileError
 
 __all__ = ["QpuTileSampler", "compute_uncompute", "JOB_OVERHEAD_S", "CIRCUIT_OVERHEAD_S",
@@ -199,12 +197,12 @@ class QpuTileSampler:
         """One PUB ``(isa_circuit, values)`` for the tile's pairs, values ``(n_pairs, 2p)``.
 
         Columns follow the ISA circuit's parameter order, matched by name. A tile with no pairs
-        (a 1 x 1 diagonal tile) needs no job: call :meth:`tile_values` with no counts.
+        (a 1 x 1 diagonal tile) needs no job: call :meth:`tile_values` with ``shots=None``.
         """
         pairs = np.asarray(pairs).reshape(-1, 2)
         if pairs.shape[0] == 0:
             raise TileError("This tile has no pairs to measure (a 1 x 1 diagonal tile); submit nothing "
-                            "and call tile_values([], pairs, shape, diagonal=True).")
+                            "and call tile_values(None, pairs, shape, diagonal=True).")
         return self.isa_circuit, pub_values(self.parameter_names, x_rows, x_cols, pairs)
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -271,8 +269,8 @@ class QpuTileSampler:
             return str(self._spool.status(job_id)[0])
         return normalise_status(self._job(job_id).status())
 
-    def result(self, job_id: str, timeout: float | None = None) -> list[list[dict[str, int]]]:
-        """Counts per PUB per pair (``{bitstring: count}``); waits for the job to finish.
+    def result(self, job_id: str, timeout: float | None = None) -> list[PubShots]:
+        """Every shot of every PUB of the job (:class:`PubShots`); waits for the job to finish.
 
         Raises :class:`~qdist.errors.TileError` with the provider's message for a failed job.
         """
@@ -283,37 +281,36 @@ class QpuTileSampler:
             res = job.result(timeout=timeout) if self.provider == "ibm" else job.result()
         except Exception as exc:  # a failed job becomes a TileError with its reason
             raise TileError(f"QPU job {job_id} failed ({self.status(job_id)}): {exc}") from exc
-        return [bitarray_counts(pub.data.meas) for pub in res]
+        return [PubShots.from_bit_array(pub.data.meas) for pub in res]
 
-    # -- counts to kernel values --------------------------------------------------------------
-    def tile_values(self, counts_per_pair: Sequence[Mapping[str, int]], pairs: np.ndarray,
-                    shape: tuple[int, int], diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
+    # -- shots to kernel values ---------------------------------------------------------------
+    def tile_values(self, shots: PubShots | None, pairs: np.ndarray, shape: tuple[int, int],
+                    diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
         """Kernel values (float64) and shots per entry (int32) of a ``shape`` tile.
 
-        ``K_hat = n_{0...0} / s`` per pair (readout-mitigated and clipped to [0, 1] when enabled);
-        a diagonal tile gets 1.0 with 0 shots on its diagonal (exact) and is mirrored.
+        ``K_hat = n_{0...0} / s`` per pair (readout-mitigated when enabled), clipped to [0, 1];
+        a diagonal tile gets 1.0 with 0 shots on its diagonal (exact) and is mirrored. A tile
+        with no pairs (1 x 1 diagonal) takes ``shots=None``.
         """
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        if len(counts_per_pair) != pairs.shape[0]:
-            raise TileError(f"Got counts for {len(counts_per_pair)} pairs but the tile has "
-                            f"{pairs.shape[0]}; the job result does not belong to this tile.")
+        got = 0 if shots is None else len(shots)
+        if got != pairs.shape[0]:
+            raise TileError(f"Got shots for {got} pairs but the tile has {pairs.shape[0]}; the job "
+                            "result does not belong to this tile.")
         values = np.full(shape, np.nan)
-        shots = np.zeros(shape, dtype=np.int32)
-        cache: dict[str, float] = {}
-        for (i, j), counts in zip(pairs.tolist(), counts_per_pair, strict=True):
-            if self._inverses is not None:
-                k, s = mitigated_zero_probability(counts, self._inverses, cache)
-            else:
-                k, s = zero_probability(counts)
-            values[i, j], shots[i, j] = min(max(k, 0.0), 1.0), s
+        per_entry = np.zeros(shape, dtype=np.int32)
+        if shots is not None and got:
+            k = np.clip(shots.zero_probabilities(self._inverses), 0.0, 1.0)
+            i, j = pairs[:, 0], pairs[:, 1]
+            values[i, j], per_entry[i, j] = k, shots.shots
             if diagonal:
-                values[j, i], shots[j, i] = values[i, j], s
+                values[j, i], per_entry[j, i] = k, shots.shots
         if diagonal:
             np.fill_diagonal(values, 1.0)
         if np.isnan(values).any():
-            raise TileError(f"{int(np.isnan(values).sum())} entries of the {shape} tile have no counts; "
+            raise TileError(f"{int(np.isnan(values).sum())} entries of the {shape} tile have no shots; "
                             "the pairs do not cover the tile.")
-        return values, shots
+        return values, per_entry
 
     def estimate(self, n_pairs_total: int, n_jobs: int) -> dict[str, Any]:
         """A rough QPU-time estimate, not a quote: jobs, circuits, shots and seconds.

@@ -1,4 +1,4 @@
-"""QPU kernel maths without a device: the compute-uncompute circuit, tile pairs, PUB values, counts.
+"""QPU kernel maths without a device: the compute-uncompute circuit, tile pairs and PUB values.
 
 On a QPU there are no states. The fidelity kernel is estimated per pair from shots of
 
@@ -9,13 +9,13 @@ On a QPU there are no states. The fidelity kernel is estimated per pair from sho
 and with :math:`s` shots the estimate :math:`\\hat K = n_{0\\ldots0} / s` is binomial:
 :math:`E[\\hat K] = K`, :math:`\\mathrm{Var}[\\hat K] = K (1 - K) / s`.
 
-Everything here is numpy and ``qiskit.circuit`` only, so it is cheap to test and to reuse.
+Everything here is numpy and ``qiskit.circuit`` only, so it is cheap to test and to reuse; the
+estimates from shots are in :mod:`qdist.backends.qpu_shots`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from qiskit.circuit import ParameterVector, QuantumCircuit
@@ -27,9 +27,6 @@ __all__ = [
     "pair_parameter_names",
     "tile_pairs",
     "pub_values",
-    "bitarray_counts",
-    "zero_probability",
-    "mitigated_zero_probability",
     "measured_physical_qubits",
 ]
 
@@ -120,68 +117,6 @@ def pub_values(
             f"the samples have {p} features. Build the circuit with compute_uncompute()."
         )
     return np.ascontiguousarray(full[:, [position[n] for n in names]])
-
-
-def bitarray_counts(bit_array: Any) -> list[dict[str, int]]:
-    """Per-pair counts ``{bitstring: count}`` of a 1-D ``qiskit.primitives.BitArray``.
-
-    Vectorised for up to 40 bits (one ``np.unique`` over ``(pair, outcome)`` keys); wider registers
-    fall back to ``BitArray.get_counts`` per pair.
-    """
-    n = int(bit_array.shape[0]) if bit_array.shape else 1
-    nb = int(bit_array.num_bits)
-    if nb > 40 or n >= 2 ** (63 - nb):
-        return [bit_array.get_counts(loc=i) for i in range(n)]
-    arr = np.asarray(bit_array.array).reshape(n, -1, bit_array.array.shape[-1])
-    keys = np.zeros(arr.shape[:2], dtype=np.uint64)
-    for byte in range(arr.shape[-1]):  # big-endian bytes: the last byte holds bit 0
-        keys = (keys << np.uint64(8)) | arr[:, :, byte].astype(np.uint64)
-    combined = (np.arange(n, dtype=np.uint64)[:, None] << np.uint64(nb)) | keys
-    uniq, cnt = np.unique(combined.ravel(), return_counts=True)
-    out: list[dict[str, int]] = [{} for _ in range(n)]
-    mask = (1 << nb) - 1
-    for u, c in zip(uniq.tolist(), cnt.tolist(), strict=True):
-        out[u >> nb][format(u & mask, f"0{nb}b")] = c
-    return out
-
-
-def zero_probability(counts: Mapping[str, int]) -> tuple[float, int]:
-    """``(n_{0...0} / s, s)`` for one pair's counts; ``s`` = total shots."""
-    shots = int(sum(counts.values()))
-    if shots == 0:
-        raise TileError("A pair came back with zero shots; the job result is incomplete.")
-    nb = len(next(iter(counts)))
-    return counts.get("0" * nb, 0) / shots, shots
-
-
-def mitigated_zero_probability(counts: Mapping[str, int], inverses: np.ndarray,
-                               cache: dict[str, float] | None = None) -> tuple[float, int]:
-    """Tensored readout mitigation of ``P(0...0)`` for one pair.
-
-    With per-clbit confusion matrices ``A_k[m, t] = P(measure m | true t)`` and independent
-    readout errors, the measured distribution is ``(A_{q-1} (x) ... (x) A_0) P_true``, so
-
-    .. math::
-
-        \\tilde P(0\\ldots0) = \\sum_b \\prod_k A_k^{-1}[0, b_k] \\, \\hat P(b),
-
-    ``b_k`` being clbit ``k`` (the ``k``-th character from the right of Qiskit's bitstring). The
-    result is clipped to ``[0, 1]`` by the caller. ``inverses`` has shape ``(q, 2, 2)``.
-    """
-    shots = int(sum(counts.values()))
-    if shots == 0:
-        raise TileError("A pair came back with zero shots; the job result is incomplete.")
-    cache = {} if cache is None else cache
-    total = 0.0
-    for bits, c in counts.items():
-        w = cache.get(bits)
-        if w is None:
-            w = 1.0
-            for k, ch in enumerate(reversed(bits)):
-                w *= inverses[k, 0, int(ch)]
-            cache[bits] = w
-        total += w * c
-    return total / shots, shots
 
 
 def measured_physical_qubits(isa_circuit: QuantumCircuit) -> list[int]:

@@ -6,7 +6,7 @@ Layout under ``DIR``::
     jobs/<job_id>/params.npz     values_0, values_1, ...: (n_pairs, n_params) float64 per PUB
     jobs/<job_id>/job.json       {"shots", "seed", "backend", "n_pubs", "submitted"}
     jobs/<job_id>/status         {"status": QUEUED|RUNNING|DONE|ERROR|CANCELLED, "message"}
-    jobs/<job_id>/result.npz     pair_i, bits_i, count_i per PUB (sparse counts)
+    jobs/<job_id>/result.npz     pub<i>_bits, pub<i>_num_bits: every shot, packed (PubShots)
     tmp/                         where submissions are staged before an atomic rename
 
 A job folder appears whole (staged in ``tmp/``, then renamed) and files inside are replaced
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from qiskit.circuit import QuantumCircuit
 
+from qdist.backends.qpu_shots import PubShots
 from qdist.errors import BackendError, TileError
 
 __all__ = ["SpoolClient", "run_job", "serve", "main"]
@@ -117,8 +118,8 @@ class SpoolClient:
             _write_status(self.jobs / job_id, "CANCELLED", "cancelled by the client")
 
     def result(self, job_id: str, timeout: float | None = None,
-               poll: float = 0.05) -> list[list[dict[str, int]]]:
-        """Counts per PUB per pair; waits until the job is final (at most ``timeout`` seconds)."""
+               poll: float = 0.05) -> list[PubShots]:
+        """Every shot of every PUB; waits until the job is final (at most ``timeout`` seconds)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while (st := self.status(job_id))[0] not in FINAL:
             if deadline is not None and time.monotonic() > deadline:
@@ -127,14 +128,7 @@ class SpoolClient:
         if st[0] != "DONE":
             raise TileError(f"Spool job {job_id} ended {st[0]}: {st[1]}")
         with np.load(self.jobs / job_id / "result.npz", allow_pickle=False) as z:
-            out = []
-            for i in range(int(z["n_pubs"])):
-                counts: list[dict[str, int]] = [{} for _ in range(int(z[f"n_{i}"]))]
-                for p, b, c in zip(z[f"pair_{i}"].tolist(), z[f"bits_{i}"].tolist(),
-                                   z[f"count_{i}"].tolist(), strict=True):
-                    counts[p][b] = c
-                out.append(counts)
-        return out
+            return [PubShots.from_arrays(z, f"pub{i}_") for i in range(int(z["n_pubs"]))]
 
 
 def _load_inputs(job_dir: Path) -> tuple[dict[str, Any], list[tuple[QuantumCircuit, np.ndarray]]]:
@@ -158,7 +152,6 @@ def run_job(job_dir: Path, backend_name: str, mode: Any) -> str:
     """Run one queued job on ``mode`` and write its result and status; returns the final status."""
     from qiskit_ibm_runtime.executor_sampler import Sampler
 
-    from qdist.backends.qpu_circuits import bitarray_counts
 
     _write_status(job_dir, "RUNNING")
     try:
@@ -171,12 +164,7 @@ def run_job(job_dir: Path, backend_name: str, mode: Any) -> str:
         res = sampler.run(pubs, shots=int(meta["shots"])).result()
         arrays: dict[str, np.ndarray] = {"n_pubs": np.array(len(pubs))}
         for i, pub in enumerate(res):
-            counts = bitarray_counts(pub.data.meas)
-            flat = [(p, b, c) for p, d in enumerate(counts) for b, c in d.items()]
-            arrays[f"n_{i}"] = np.array(len(counts))
-            arrays[f"pair_{i}"] = np.array([f[0] for f in flat], dtype=np.int64)
-            arrays[f"bits_{i}"] = np.array([f[1] for f in flat], dtype=str)
-            arrays[f"count_{i}"] = np.array([f[2] for f in flat], dtype=np.int64)
+            arrays.update(PubShots.from_bit_array(pub.data.meas).to_arrays(f"pub{i}_"))
         _write_atomic(job_dir / "result.npz", _npz_bytes(arrays))
     except Exception as exc:  # any bad job ends in ERROR with its reason
         logger.warning("Spool job %s failed: %s", job_dir.name, exc)

@@ -175,8 +175,14 @@ class QpuSpec:
     """Clip negative eigenvalues of the train Gram (``joint``: map the test rows too)."""
     spool_dir: str | None = None
     """Folder of the ``spool`` job service."""
+    simulator_threads: int = 0
+    """``aer`` and ``fake`` simulate inside the queue actor, which reserves this many Ray CPUs
+    and gives the simulator as many threads; 0: every CPU of the largest node that is free."""
 
     def __post_init__(self) -> None:
+        if self.simulator_threads < 0:
+            raise fail("qpu.simulator_threads", "an integer >= 0", self.simulator_threads,
+                       "Use 0 to take the free CPUs of a node, or the number of threads to use.")
         if self.shots < 1:
             raise fail("qpu.shots", "an integer >= 1", self.shots, "Use e.g. 1024.")
         if not 0 <= self.optimization_level <= 3:

@@ -10,7 +10,9 @@ shot counts; failed jobs are retried with exponential backoff up to ``max_retrie
 the run stops naming the tile.
 
 The actor asks Ray for the custom resource ``qpu`` when the cluster offers it (one unit per
-queue), so QPU queues land on the nodes set aside for them; otherwise one CPU.
+queue), so QPU queues land on the nodes set aside for them; otherwise one CPU. With a local
+simulator (``aer``, ``fake``) the shots are computed inside the actor, so it reserves the CPUs
+the simulator uses (``qpu.simulator_threads``; default: the free CPUs of the largest node).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = ["QpuQueue", "QpuStats", "run_qpu_tiles"]
 log = logging.getLogger(__name__)
 
 _LEDGER = "qpu_jobs"
+LOCAL_SIMULATORS = ("aer", "fake")
+"""Providers that simulate inside the queue actor."""
 _POLL_SECONDS = 0.2
 _BACKOFF_SECONDS = 1.0
 
@@ -77,7 +81,7 @@ class QpuQueue:
         tile = Tile.from_dict(tile_dict)
         pairs = self._pairs(tile)
         if len(pairs) == 0:
-            values, shots = self.sampler.tile_values([], pairs, tile.shape, tile.diagonal)
+            values, shots = self.sampler.tile_values(None, pairs, tile.shape, tile.diagonal)
             self.store.write_tile(tile, values, shots=shots)
             return ""
         rows = self.x[tile.matrix][tile.rows[0]:tile.rows[1]]
@@ -100,8 +104,8 @@ class QpuQueue:
     def collect(self, tile_dict: dict[str, Any], job_id: str) -> dict[str, Any]:
         """Write a finished job's tile (values and shot counts); return a result record."""
         tile = Tile.from_dict(tile_dict)
-        counts = self.sampler.result(job_id)[0]
-        values, shots = self.sampler.tile_values(counts, self._pairs(tile), tile.shape,
+        pub_shots = self.sampler.result(job_id)[0]
+        values, shots = self.sampler.tile_values(pub_shots, self._pairs(tile), tile.shape,
                                                  tile.diagonal)
         self.store.write_tile(tile, values, shots=shots)
         self._record(tile, status="DONE")
@@ -149,13 +153,31 @@ class QpuStats(RunStats):
 
     workers: int = 1
     job_ids: dict[str, str] = field(default_factory=dict)
+    startup_seconds: float = 0.0
+    """From asking for the queue actor until it was ready (process start, imports, transpile)."""
 
 
 def _queue_actor(spec: QpuSpec) -> Any:
+    """The queue actor's class with its resources: the custom resource ``qpu`` when the cluster
+    has it; a local simulator (``aer``, ``fake``) also reserves the CPUs it runs on, since Ray
+    gives an actor as many OpenMP threads as CPUs it asked for."""
     resources = ray.cluster_resources()
     opts: dict[str, Any] = ({"num_cpus": 0, "resources": {"qpu": 1}} if resources.get("qpu", 0) >= 1
                             else {"num_cpus": 1})
+    if spec.provider in LOCAL_SIMULATORS:
+        opts["num_cpus"] = simulator_cpus(spec)
     return ray.remote(**opts)(QpuQueue)
+
+
+def simulator_cpus(spec: QpuSpec) -> int:
+    """CPUs for a local simulator: ``qpu.simulator_threads``, or else the most CPUs one node has,
+    capped by what is free in the cluster now (at least 1)."""
+    if spec.simulator_threads:
+        return spec.simulator_threads
+    largest = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
+                  default=1.0)
+    free = float(ray.available_resources().get("CPU", 1.0))
+    return max(1, int(min(largest, free)))
 
 
 def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, seed: int, *,
@@ -166,8 +188,10 @@ def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, see
     stats = QpuStats()
     if not tiles and not measure_diagonal:
         return stats
+    asked = time.perf_counter()
     queue = _queue_actor(spec).remote(store_location, spec, seed)
     ledger: dict[str, Any] = ray.get(queue.ledger.remote())
+    stats.startup_seconds = time.perf_counter() - asked
     waiting = list(tiles)
     flying: dict[str, tuple[Tile, str]] = {}
     failures: dict[str, int] = {}
