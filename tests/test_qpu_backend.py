@@ -174,6 +174,25 @@ def test_fake_torino_local_mode_is_near_exact() -> None:
     assert np.all(np.abs(values - exact) <= 0.1 + 5 * np.sqrt(exact * (1 - exact) / 4000))
 
 
+def test_fake_jobs_run_in_a_batch_like_hardware_and_the_batch_is_closed() -> None:
+    """``fake`` submits through ``Batch`` exactly as ``ibm`` does (local testing mode runs it in
+    process), seeded per tile; ``close()`` ends the batch and a later job opens a new one."""
+    from qiskit_ibm_runtime import Batch
+
+    s = QpuTileSampler(FM, provider="fake", backend_name="fake_manila", shots=500, seed=3)
+    first, _, _ = run_tile(s, (0, 3), (3, 6), diagonal=False, seed=7)
+    batch = s._batch
+    assert isinstance(batch, Batch) and batch._active
+    again, _, _ = run_tile(s, (0, 3), (3, 6), diagonal=False, seed=7)
+    other, _, _ = run_tile(s, (0, 3), (3, 6), diagonal=False, seed=8)
+    assert s._batch is batch  # one batch for the run
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    s.close()
+    assert s._batch is None and not batch._active
+    run_tile(s, (0, 3), (3, 6), diagonal=False)
+    assert s._batch is not None and s._batch is not batch
+
+
 def test_readout_mitigation_moves_fake_entries_closer_to_exact() -> None:
     # FakeManila has 1-6 % readout errors per qubit. The runs are seeded (transpiler and
     # simulator), so the comparison is deterministic: it is the same circuit and the same counts,

@@ -13,9 +13,11 @@ here to accept PUBs with parameter arrays and to run with every mode qdist needs
 
 * ``provider="aer"``: an ``AerSimulator`` as mode (noiseless, or ``AerSimulator.from_backend``
   of a fake device when ``backend_name`` names one); seeded by ``options.simulator.seed_simulator``.
-* ``provider="fake"``: local testing mode, a fake backend (``fake_torino`` ...) as mode: real
-  transpilation to the device, its noise model run through Aer.
-* ``provider="ibm"``: a ``Batch`` on a ``QiskitRuntimeService`` backend; credentials only from
+* ``provider="fake"``: local testing mode on a fake backend (``fake_torino`` ...): real
+  transpilation to the device, its noise model run through Aer, jobs submitted in a ``Batch``
+  as on hardware.
+* ``provider="ibm"``: one ``Batch`` per run on a ``QiskitRuntimeService`` backend, closed when
+  the run's tiles are in (jobs already submitted run on); credentials only from
   ``QISKIT_IBM_TOKEN`` / ``QISKIT_IBM_INSTANCE`` / ``QISKIT_IBM_CHANNEL``.
 * ``provider="spool"``: a folder-based job queue (:mod:`qdist.backends.spool`) whose service runs
   the same Sampler, so tests can kill a driver while jobs are in flight and re-attach.
@@ -229,17 +231,32 @@ class QpuTileSampler:
         return job_id
 
     def _sampler(self, seed: int) -> Any:
+        """A Sampler for one job. ``ibm`` and ``fake`` submit inside one ``Batch`` per run (on a
+        fake backend, local testing mode runs the Batch in process, so the tests exercise the
+        hardware path's execution mode too); local simulators are seeded per tile."""
         from qiskit_ibm_runtime.executor_sampler import Sampler
 
-        if self.provider == "ibm":
+        if self.provider in ("ibm", "fake"):
             from qiskit_ibm_runtime import Batch
 
             if self._batch is None:
                 self._batch = Batch(backend=self._device)
-            return Sampler(mode=self._batch)
-        sampler = Sampler(mode=self._mode)
-        sampler.options.simulator.seed_simulator = seed
+            sampler = Sampler(mode=self._batch)
+        else:
+            sampler = Sampler(mode=self._mode)
+        if self.provider != "ibm":
+            sampler.options.simulator.seed_simulator = seed
         return sampler
+
+    def close(self) -> None:
+        """Close the run's Batch, if any: it accepts no more jobs, and jobs already submitted run
+        to the end (so a driver can stop without cancelling paid work)."""
+        if self._batch is not None:
+            batch, self._batch = self._batch, None
+            try:
+                batch.close()
+            except Exception as exc:  # closing is a courtesy; the jobs are unaffected
+                logger.warning("Could not close the QPU batch: %s", exc)
 
     def attach(self, job_id: str) -> None:
         """Take over a job submitted by an earlier process (ibm, spool)."""

@@ -72,6 +72,10 @@ class QpuQueue:
     def status(self, job_id: str) -> str:
         return str(self.sampler.status(job_id))
 
+    def close(self) -> None:
+        """Close the provider's batch (submitted jobs run on)."""
+        self.sampler.close()
+
     def submit(self, tile_dict: dict[str, Any]) -> str:
         """Submit the tile's job and record its id before returning it.
 
@@ -252,6 +256,10 @@ def run_qpu_tiles(tiles: Sequence[Tile], store_location: str, spec: QpuSpec, see
         if measure_diagonal and not ray.get(queue.diagonal_done.remote()):
             _measure_diagonal(queue, ledger.get("diagonal"), seed, max_retries, stats)
     finally:
+        try:
+            ray.get(queue.close.remote())
+        except Exception as exc:  # the actor may be gone; closing is a courtesy
+            log.warning("Could not close the QPU queue's batch: %s", exc)
         ray.kill(queue)
     stats.seconds = time.perf_counter() - start
     return stats
