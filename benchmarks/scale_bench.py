@@ -93,14 +93,19 @@ def main() -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     spec = job(args.n, args.qubits, args.landmarks, args.tile, out)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with PeakMemory() as peak:
         result = run_job(spec)
     seconds = time.perf_counter() - started
+    load_after = os.getloadavg()[0]
     store_bytes = sum(f.stat().st_size for f in (out / "store.zarr").rglob("*") if f.is_file())
     m = result.metrics
     record = {
-        "machine": machine(), "job": spec, "n_train": result.n_train, "n_test": result.n_test,
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "load_1min": [round(load_before, 1), round(load_after, 1)],
+        "landmarks_asked": args.landmarks,
+        "job": spec, "n_train": result.n_train, "n_test": result.n_test,
         "gram_entries": result.n_train**2,
         "gram_gb_float64": round(8 * result.n_train**2 / 1024**3, 2),
         "tiles_computed": result.tiles_computed, "seconds_total": round(seconds, 1),
@@ -152,6 +157,11 @@ def markdown(r: dict) -> str:
         f"| whole-Gram off-diagonal mean / variance (Dask, out of core) | "
         f"{m.get('kernel_offdiag_mean', float('nan')):.4f} / "
         f"{m.get('kernel_offdiag_var', float('nan')):.3g} |",
+        "",
+        f"Measured on {r['date']}; 1-minute load average {r['load_1min'][0]} before and "
+        f"{r['load_1min'][1]} after (the machine has {mach['logical_cores']} cores). "
+        f"{r['landmarks_asked']:,} landmarks were asked for; landmarks are whole tiles, so the "
+        f"rank is {m.get('nystrom_rank', 0):,.0f}.",
         "",
         "The Gram is never in one process: tiles go from the Ray workers straight to Zarr, the",
         "diagnostics stream it with Dask, and the model reads only the landmark columns.",

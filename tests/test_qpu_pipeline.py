@@ -18,7 +18,7 @@ import yaml
 import zarr
 
 from qdist.api import compute_gram, open_store, run_job
-from qdist.errors import TileError
+from qdist.errors import BackendError, TileError
 
 from .conftest import REPO, small_job
 
@@ -245,6 +245,8 @@ def test_a_local_simulator_queue_reserves_the_cpus_its_threads_use(tmp_path):
     # a queue that only talks to a remote service simulates nothing
     spool = QpuSpec(provider="spool", spool_dir=str(tmp_path))
     assert _queue_actor(spool)._default_options["num_cpus"] == 1
+    with pytest.raises(BackendError, match=r"qpu.simulator_threads=3.*has 2 CPUs.*at most 2"):
+        _queue_actor(QpuSpec(provider="aer", simulator_threads=3))  # would wait forever
 
     @ray.remote(num_cpus=_queue_actor(QpuSpec(provider="aer"))._default_options["num_cpus"])
     def threads() -> str | None:

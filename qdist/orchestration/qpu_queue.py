@@ -175,11 +175,17 @@ def _queue_actor(spec: QpuSpec) -> Any:
 
 def simulator_cpus(spec: QpuSpec) -> int:
     """CPUs for a local simulator: ``qpu.simulator_threads``, or else the most CPUs one node has,
-    capped by what is free in the cluster now (at least 1)."""
-    if spec.simulator_threads:
-        return spec.simulator_threads
+    capped by what is free in the cluster now (at least 1). More threads than any node has could
+    never be scheduled, so that is refused."""
     largest = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
                   default=1.0)
+    if spec.simulator_threads:
+        if spec.simulator_threads > largest:
+            raise BackendError(
+                f"qpu.simulator_threads={spec.simulator_threads}, but the largest node of this Ray "
+                f"cluster has {largest:g} CPUs, so the queue actor could never start. Use at most "
+                f"{largest:g}, or 0 to take a node's free CPUs.")
+        return spec.simulator_threads
     free = float(ray.available_resources().get("CPU", 1.0))
     return max(1, int(min(largest, free)))
 
