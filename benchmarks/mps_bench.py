@@ -180,7 +180,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              f"Machine: {m['cpu']}, {m['logical_cores']} logical cores, {m['ram_gib']} GiB RAM; "
              f"Python {m['python']}, NumPy {m['numpy']}; 1-minute load average "
              f"{meta['load_average_before'][0]:.1f} before, {meta['load_average_after'][0]:.1f} after "
-             "(other work shared the machine). ZZ feature map, inputs uniform in "
+             "(the benchmark's own processes included). ZZ feature map, inputs uniform in "
              f"[0, pi] x bandwidth {meta['bandwidth']}; MpsBackend defaults (max_bond 64, cutoff "
              "1e-16).", "",
              "| n | q | reps | entanglement | states s (ms/sample) | Gram s, 1 process | us/entry | "
