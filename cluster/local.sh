@@ -3,6 +3,8 @@
 # with one CPU and a temp dir of its own, so tiles really land on different nodes.
 #
 #   cluster/local.sh start [N_WORKERS]   head + N worker nodes (default 1); prints the addresses
+#   cluster/local.sh add                 one more worker node joins the running cluster (what an
+#                                        autoscaler does: a running job's pool grows onto it)
 #   cluster/local.sh status              which of this cluster's processes run; the nodes
 #   cluster/local.sh stop                stops this cluster's processes only
 #
@@ -122,6 +124,18 @@ EOF
     echo "  stop with:           cluster/local.sh stop"
 }
 
+add() {
+    [[ -f "$STATE" && -n "$(cluster_pids)" ]] || die "no cluster running under $ROOT; 'cluster/local.sh start' first."
+    local n k
+    n="$(sed -n 's/^QDIST_WORKER_NODES=//p' "$STATE")"
+    k=$((n + 1))
+    # shellcheck disable=SC2046
+    "$RAY" start --address="127.0.0.1:$PORT" $(node_args "$k") >"$ROOT/start-node$k.log" 2>&1 ||
+        { cat "$ROOT/start-node$k.log" >&2; die "worker node $k did not start (its log is above)."; }
+    sed -i "s/^QDIST_WORKER_NODES=.*/QDIST_WORKER_NODES=$k/" "$STATE"
+    echo "worker node $k joined the cluster under $ROOT ($CPUS CPU(s))"
+}
+
 terminate() {  # PIDs...: SIGTERM, up to $GRACE s to exit, then SIGKILL
     [[ $# -eq 0 ]] && return 0
     kill -TERM "$@" 2>/dev/null || true
@@ -192,7 +206,8 @@ PY
 
 case "${1:-}" in
     start) start "${2:-1}" ;;
+    add) add ;;
     stop) stop ;;
     status) status ;;
-    *) echo "usage: cluster/local.sh start [N_WORKERS] | status | stop" >&2; exit 2 ;;
+    *) echo "usage: cluster/local.sh start [N_WORKERS] | add | status | stop" >&2; exit 2 ;;
 esac

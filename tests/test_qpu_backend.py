@@ -24,8 +24,8 @@ from qiskit.quantum_info import Statevector
 
 from qdist.backends.qpu import QpuTileSampler, compute_uncompute
 from qdist.backends.qpu_circuits import pub_values
-from qdist.backends.qpu_shots import PubShots
 from qdist.backends.qpu_providers import IbmCredentials
+from qdist.backends.qpu_shots import PubShots
 from qdist.backends.spool import SpoolClient
 from qdist.errors import BackendError, TileError
 
@@ -345,5 +345,5 @@ def test_pub_shots_estimates_match_the_formula_for_any_width(num_bits) -> None:
     inverses = np.array([np.linalg.inv([[1 - e10, e01], [e10, 1 - e01]]) for e10, e01 in err])
     want = np.prod(inverses[np.arange(num_bits), 0, unpacked], axis=2).mean(axis=1)
     np.testing.assert_allclose(shots.zero_probabilities(inverses), want, rtol=1e-12, atol=0)
-    with pytest.raises(TileError, match=r"expected \(%d, 2, 2\)" % num_bits):
+    with pytest.raises(TileError, match=rf"expected \({num_bits}, 2, 2\)"):
         shots.zero_probabilities(inverses[:-1])

@@ -98,3 +98,24 @@ def test_prepare_is_deterministic(tmp_path):
     other = config_from_dict(small_job(tmp_path, feature_map={"kind": "zz", "qubits": 3,
                                                               "reps": 3}))
     assert prepare(other).fingerprint != a.fingerprint
+
+
+@pytest.mark.parametrize(("device", "store_name", "needle"), [
+    # no node has a GPU: the workers wait to be placed until the start timeout
+    ("GPU", "s.zarr", r"none of the 2 tile workers started within 3 s; each needs .*'num_gpus': 1"),
+    # placed, but a worker cannot be built: its store is not where it looks (as when the output
+    # folder is not shared with the worker nodes); the cause is named
+    ("CPU", "elsewhere.zarr", r"No tile worker could start: .*elsewhere\.zarr"),
+])
+def test_workers_that_cannot_start_stop_the_run_with_the_reason(tmp_path, device, store_name,
+                                                                  needle):
+    from qdist.config import BackendSpec
+
+    cfg = config_from_dict(small_job(tmp_path))
+    prep = prepare(cfg)
+    store = GramStore.create(str(tmp_path / "s.zarr"), _store_arrays(prep), prep.plan.tile_size,
+                             {"fingerprint": prep.fingerprint})
+    with pytest.raises(TileError, match=needle):
+        run_tiles(store.missing(prep.plan), str(tmp_path / store_name),
+                  BackendSpec(device=device), workers=2, start_timeout=3)
+    assert len(store.missing(prep.plan)) == len(prep.plan.tiles)  # nothing written

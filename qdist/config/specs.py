@@ -210,7 +210,9 @@ class TilingSpec:
     """Tile edge in samples: tiles are ``size x size`` (edge tiles smaller); chunk shape = tile
     shape. Default: chosen by the cost model from the sample count, qubits and worker memory."""
     workers: int | None = None
-    """Ray tile workers; default: one per CPU the cluster offers."""
+    """Ray tile workers. Default: one per CPU (GPU) the cluster has when the tiles start. When
+    set, that many are asked for even if the cluster cannot place them yet: they join as nodes
+    arrive (an autoscaler adds them for the pending workers)."""
     max_retries: int = 3
     """Times a failed tile (an error, or its worker died) is retried before the run stops."""
     worker_memory_gb: float = 4.0

@@ -1,8 +1,15 @@
-"""The runner: streams missing tiles to a fixed pool of Ray actors, retrying failures.
+"""The runner: streams missing tiles to a pool of Ray actors, retrying failures.
 
 Tiles are handed out with row-block affinity: a free worker first takes another tile of the row
 block it already holds, so its row states stay resident. Each worker has at most two calls in
 flight, which keeps it busy without flooding its queue.
+
+The pool is elastic. ``tiles.workers`` actors are asked for even when the cluster cannot place
+them all yet; a worker gets tiles only once it has started (its ``ready`` call answered), so the
+ones still waiting hold none back, and they join as nodes arrive: on KubeRay the pending actors
+are the resource demand that makes the autoscaler add nodes. Without ``tiles.workers`` the pool
+is one worker per CPU (GPU) the cluster has when the tiles start. If no worker starts within
+``start_timeout`` seconds while tiles remain, the run stops saying what the cluster lacks.
 
 Failures: a tile whose call raises, or whose worker dies (SIGKILL, a lost node), goes back to
 the queue and is retried, up to ``max_retries`` times per tile. Dead workers are restarted by Ray
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 _IN_FLIGHT_PER_WORKER = 2
 _ACTOR_RESTARTS = 4
 _RESTART_WAIT_S = 0.2
+START_TIMEOUT_S = 600.0
+"""Default wait for a first (or, after all died, a next) worker to start while tiles remain."""
 
 
 RunStats = TileStats
@@ -69,15 +78,20 @@ def _actor_resources(backend: BackendSpec) -> dict[str, Any]:
 
 
 def default_workers(cap: int | None, backend: BackendSpec | None = None) -> int:
-    """One worker per CPU (per GPU for GPU backends) in the cluster, capped by the job file."""
+    """The pool's size: ``cap`` (``tiles.workers``) when given, whatever the cluster has now
+    (workers it cannot place yet wait for nodes); else one per CPU (per GPU for GPU backends)
+    that the cluster has now."""
+    if cap:
+        return cap
     resources = ray.cluster_resources()
     key = "GPU" if backend is not None and backend.device == "GPU" else "CPU"
     available = int(resources.get(key, 0))
     if available < 1:
-        raise TileError(f"The Ray cluster offers no {key} for tile workers (resources: "
-                        f"{ {k: v for k, v in resources.items() if 'node' not in k} }). "
-                        "Add nodes with that resource, or change backend.device.")
-    return max(1, min(available, cap) if cap else available)
+        raise TileError(f"The Ray cluster offers no {key} for tile workers now (resources: "
+                        f"{ {k: v for k, v in resources.items() if 'node' not in k} }). Add nodes "
+                        f"with {key}s, or set tiles.workers so that the run asks for that many "
+                        "workers and waits for an autoscaler to add the nodes.")
+    return available
 
 
 class _Queue:
@@ -87,6 +101,9 @@ class _Queue:
         self.groups: dict[tuple[str, int], deque[Tile]] = defaultdict(deque)
         for t in tiles:
             self.groups[(t.matrix, t.row_block)].append(t)
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
 
     def put_back(self, tile: Tile) -> None:
         self.groups[(tile.matrix, tile.row_block)].appendleft(tile)
@@ -113,12 +130,13 @@ class _Pool:
         self.load: dict[int, int] = dict.fromkeys(self.actors, 0)
         self.deaths: dict[int, int] = dict.fromkeys(self.actors, 0)
         self.pending: dict[Any, tuple[int, Tile]] = {}
+        self.started: set[int] = set()
         self.failures: dict[str, int] = defaultdict(int)
         self.queue = _Queue(tiles)
         self.max_retries = max_retries
 
     def feed(self, w: int) -> None:
-        while w in self.actors and self.load[w] < _IN_FLIGHT_PER_WORKER:
+        while w in self.started and w in self.actors and self.load[w] < _IN_FLIGHT_PER_WORKER:
             tile = self.queue.take(self.holding[w])
             if tile is None:
                 return
@@ -171,30 +189,40 @@ def run_tiles(
     cache_blocks: int = 3,
     max_retries: int = 3,
     callbacks: Sequence[Callback] = (),
+    start_timeout: float = START_TIMEOUT_S,
 ) -> RunStats:
     """Compute ``tiles`` into the store at ``store_location`` on the connected Ray cluster.
 
-    ``workers`` caps the pool (default: one per CPU, or per GPU for GPU backends); each worker
-    keeps up to ``cache_blocks`` blocks of states resident; a tile is retried at most
-    ``max_retries`` times.
+    ``workers`` sizes the pool (default: one per CPU, or per GPU for GPU backends, that the
+    cluster has now); workers the cluster cannot place yet join when it can. Each worker keeps up
+    to ``cache_blocks`` blocks of states resident; a tile is retried at most ``max_retries``
+    times; with tiles left and none in flight, a worker must start within ``start_timeout`` s.
     """
     stats = RunStats()
     if not tiles:
         return stats
     n_workers = min(default_workers(workers, backend), len(tiles))
     env = {k: os.environ[k] for k in FAULT_ENV if k in os.environ}
-    actor_cls = ray.remote(max_restarts=_ACTOR_RESTARTS, **_actor_resources(backend))(TileWorker)
+    resources = _actor_resources(backend)
+    actor_cls = ray.remote(max_restarts=_ACTOR_RESTARTS, **resources)(TileWorker)
     options: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
     actors = [actor_cls.options(**options).remote(store_location, backend, cache_blocks)
               for _ in range(n_workers)]
-    stats.workers = n_workers
     pool = _Pool(actors, tiles, max_retries)
-    start = time.perf_counter()
+    starting = {a.ready.remote(): w for w, a in pool.actors.items()}
+    start = last_news = time.perf_counter()
     try:
-        for w in list(pool.actors):
-            pool.feed(w)
-        while pool.pending:
-            ready, _ = ray.wait(list(pool.pending), num_returns=1)
+        while pool.pending or pool.queue:
+            wait_s = None if pool.pending else max(0.0, start_timeout - (time.perf_counter() - last_news))
+            ready, _ = ray.wait([*pool.pending, *starting], num_returns=1, timeout=wait_s)
+            if not ready:
+                raise TileError(_no_worker_started(start_timeout, n_workers, resources,
+                                                   len(pool.started)))
+            last_news = time.perf_counter()
+            if ready[0] in starting:
+                w = starting.pop(ready[0])
+                _started(pool, w, ready[0], starting, stats)
+                continue
             w, tile = pool.pending.pop(ready[0])
             pool.load[w] -= 1
             try:
@@ -224,3 +252,33 @@ def run_tiles(
             ray.kill(a)
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def _started(pool: _Pool, w: int, ref: Any, starting: dict[Any, int], stats: RunStats) -> None:
+    """Worker ``w`` answered its ``ready`` call (or died trying): feed it, or retry, or drop it."""
+    try:
+        ray.get(ref)
+    except Exception as exc:  # it could not be built (a bad backend) or its node went away
+        pool.deaths[w] += 1
+        if pool.deaths[w] > _ACTOR_RESTARTS or not isinstance(exc, RayActorError):
+            del pool.actors[w]
+            if not pool.actors:
+                raise TileError(f"No tile worker could start: {_cause(exc)}. Nothing was computed "
+                                "by this run; fix the cause and rerun.") from exc
+            log.warning("tile worker %d could not start (%s); dropping it", w, _cause(exc))
+        else:
+            starting[pool.actors[w].ready.remote()] = w
+        return
+    pool.started.add(w)
+    if len(pool.started) > 1:
+        log.info("tile worker %d started; %d of %d running", w, len(pool.started), len(pool.actors))
+    stats.workers = max(stats.workers, len(pool.started))
+    pool.feed(w)
+
+
+def _no_worker_started(timeout: float, asked: int, resources: dict[str, Any], started: int) -> str:
+    free = {k: v for k, v in ray.available_resources().items() if k in ("CPU", "GPU")}
+    what = "none of the" if not started else "no replacement for the"
+    return (f"Tiles remain but {what} {asked} tile workers started within {timeout:g} s; each "
+            f"needs {resources} and the cluster has {free} free. Tiles already written are kept: "
+            "add nodes (or let the autoscaler add them), or lower tiles.workers, and rerun.")

@@ -40,6 +40,11 @@ class TileWorker:
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self.states_computed = 0
 
+    def ready(self) -> str:
+        """Answers once the worker is placed and built (store open, circuit compiled): the
+        runner hands tiles only to workers that have answered. Returns the node id."""
+        return _node_id()
+
     def _states(self, side: str, block: int, bounds: tuple[int, int]) -> np.ndarray:
         key = (side, block)
         if key in self._cache:
