@@ -263,8 +263,8 @@ def _started(pool: _Pool, w: int, ref: Any, starting: dict[Any, int], stats: Run
         if pool.deaths[w] > _ACTOR_RESTARTS or not isinstance(exc, RayActorError):
             del pool.actors[w]
             if not pool.actors:
-                raise TileError(f"No tile worker could start: {_cause(exc)}. Nothing was computed "
-                                "by this run; fix the cause and rerun.") from exc
+                raise TileError(f"No tile worker could start: {_cause(exc)}. Tiles already written "
+                                "are kept; fix the cause and rerun.") from exc
             log.warning("tile worker %d could not start (%s); dropping it", w, _cause(exc))
         else:
             starting[pool.actors[w].ready.remote()] = w
@@ -278,7 +278,8 @@ def _started(pool: _Pool, w: int, ref: Any, starting: dict[Any, int], stats: Run
 
 def _no_worker_started(timeout: float, asked: int, resources: dict[str, Any], started: int) -> str:
     free = {k: v for k, v in ray.available_resources().items() if k in ("CPU", "GPU")}
-    what = "none of the" if not started else "no replacement for the"
-    return (f"Tiles remain but {what} {asked} tile workers started within {timeout:g} s; each "
-            f"needs {resources} and the cluster has {free} free. Tiles already written are kept: "
-            "add nodes (or let the autoscaler add them), or lower tiles.workers, and rerun.")
+    what = (f"none of the {asked} tile workers started" if not started else
+            f"the {started} tile worker(s) that started are gone and no other one started")
+    return (f"Tiles remain but {what} within {timeout:g} s; each needs {resources} and the "
+            f"cluster has {free} free. Tiles already written are kept: add nodes (or let the "
+            "autoscaler add them), or lower tiles.workers, and rerun.")
