@@ -121,6 +121,14 @@ class TileStats:
     tiles_reused: int = 0
     """Kernel cache: tiles read as they were."""
 
+    @classmethod
+    def sum(cls, parts: Iterable[TileStats]) -> TileStats:
+        """The figures of several tile phases (the kernels of a run) together."""
+        total = cls()
+        for part in parts:
+            total.add(part)
+        return total
+
     def add(self, other: TileStats) -> None:
         """Add ``other``'s counts; the largest MPS figures win."""
         for name in ("tiles_computed", "entries_computed", "seconds", "retries", "submitted",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qdist.errors import ConfigError
-from qdist.events import Callback, PhaseStarted, RunFinished, emit
+from qdist.events import Callback, PhaseStarted, RunFinished, TileStats, emit
 from qdist.kernel.diagnostics import kernel_diagnostics
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def versions() -> dict[str, str]:
 
 
 
-def _kernels(prep: Prepared, stores: dict[str, Any], totals: Any,
+def _kernels(prep: Prepared, stores: dict[str, Any], totals: TileStats,
              texts: dict[str, str]) -> tuple[np.ndarray, np.ndarray, dict[str, float],
                                              dict[str, float], dict[str, Any]]:
     """Assemble and check every part; QPU noise handling; combine the block kernels."""
@@ -66,7 +67,7 @@ def _kernels(prep: Prepared, stores: dict[str, Any], totals: Any,
             from qdist.qpu_steps import qpu_record, repair
 
             k_train, k_test, noise = repair(config, store, k_train, k_test, part.qubits)
-            _, ledgers[part.name] = qpu_record(store, totals)
+            ledgers[part.name] = qpu_record(store)
             metrics.update(noise if len(prep.parts) == 1 else
                            {f"{part.name}/{k}": v for k, v in noise.items()})
         trains[part.name], tests[part.name] = k_train, k_test
@@ -118,9 +119,10 @@ def _diag_labels(prep: Prepared) -> np.ndarray:
     return prep.y_train if prep.primary is not None else np.zeros(prep.idx_train.size, dtype=int)
 
 
-def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
-            cbs: list[Callback], job_text: str) -> dict[str, Any]:
-    """Assemble, check, combine, train every target, diagnose and log."""
+def finish(prep: Prepared, stores: dict[str, Any], part_stats: Mapping[str, TileStats],
+           tracker: Any, cbs: list[Callback], job_text: str) -> dict[str, Any]:
+    """Assemble, check, combine, train every target, diagnose and log. ``part_stats``: what this
+    run's tile phase did for each kernel (one per ``prep.parts``)."""
     import tempfile
 
     from qdist.assembly.nystrom_task import train_nystrom
@@ -128,6 +130,7 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
     from qdist.tracking.plots import kernel_heatmap, spectrum_plot
 
     config = prep.config
+    totals = TileStats.sum(part_stats.values())
     emit(cbs, PhaseStarted("assemble"))
     texts = {"job.yaml": job_text,
              "store_uri.txt": "".join(s.location + "\n" for s in stores.values())}
@@ -169,12 +172,13 @@ def finish(prep: Prepared, stores: dict[str, Any], totals: Any, tracker: Any,
                     if totals.seconds else 0.0,
                     **{f"mps_{k}": float(v) for k, v in totals.mps.items()},
                     **({"cache_tiles_reused": float(totals.tiles_reused)} if config.tiles.cache else {})})
-    for part in prep.parts:  # the counts of this run are over every kernel of it
+    for part in prep.parts:  # each store records what this run did for its own kernel
+        done = part_stats[part.name]
         stores[part.name].update_attrs(completion={"tiles_total": len(part.plan.tiles),
                                        "complete": True,
-                                       "tiles_computed_last_run": totals.tiles_computed,
-                                       "tile_retries_last_run": totals.retries,
-                                       "nodes_last_run": totals.nodes,
+                                       "tiles_computed_last_run": done.tiles_computed,
+                                       "tile_retries_last_run": done.retries,
+                                       "nodes_last_run": done.nodes,
                                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                     time.gmtime())})
     emit(cbs, RunFinished(metrics))

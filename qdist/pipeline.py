@@ -372,7 +372,7 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
                                   {"qdist.run_id": run_id, "qdist.store": store_location},
                                   nested=nested)
     cbs.append(tracker)
-    totals = TileStats()
+    part_stats: dict[str, TileStats] = {}  # what this run computed, per kernel
     try:
         # the QPU's measured diagonal (depolarizing mitigation) is work too, done after the tiles
         diagonal_due = {name: qpu and config.qpu.depolarizing_mitigation and
@@ -394,22 +394,22 @@ def _run_locked(prep: Prepared, config: RunConfig, store_location: str, address:
                                                         config.qpu.shots)))
                 emit(cbs, PhaseStarted("tiles" if len(prep.parts) == 1 else f"tiles ({part.name})"))
                 if config.tiles.cache:  # the shared kernel cache computes what it has not seen
-                    totals.add(tiles_from_cache(prep.x_train[:, part.columns],
-                                                prep.x_test[:, part.columns],
-                                                circuit_from_qpy(part.qpy), store, todo, config,
-                                                address, cbs))
+                    part_stats[part.name] = tiles_from_cache(
+                        prep.x_train[:, part.columns], prep.x_test[:, part.columns],
+                        circuit_from_qpy(part.qpy), store, todo, config, address, cbs)
                 else:
-                    totals.add(_compute_tiles(prep, part, todo, store.location, cbs,
-                                              diagonal_due[part.name]))
+                    part_stats[part.name] = _compute_tiles(prep, part, todo, store.location, cbs,
+                                                           diagonal_due[part.name])
         finally:
             if started_ray:
                 release_ray()
-        result = finish(prep, stores, totals, tracker, cbs, job_text)
+        result = finish(prep, stores, part_stats, tracker, cbs, job_text)
     except BaseException:
         tracker.end("FAILED")
         raise
     tracker.end()
     plan = prep.plan
+    totals = TileStats.sum(part_stats.values())
     return RunResult(
         run_id=run_id, store=store_location, tracking_uri=uri, mlflow_run_id=mlflow_run_id,
         n_train=plan.n_train, n_test=plan.n_test,

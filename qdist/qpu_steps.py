@@ -59,16 +59,13 @@ def qpu_gate(config: RunConfig, plans: Plan | list[Plan]) -> dict[str, Any]:
     return budget
 
 
-def qpu_record(store: Any, stats: Any) -> tuple[dict[str, float], dict[str, Any]]:
-    """Metrics of the QPU phase and the job ledger (tile -> job id, shots, seed...), which is
-    also copied into the store's provenance."""
+def qpu_record(store: Any) -> dict[str, Any]:
+    """The store's job ledger (tile -> job id, shots, seed...), also copied into its provenance."""
     ledger = dict(store.group["qpu_jobs"].attrs) if "qpu_jobs" in store.group else {}
     provenance = dict(store.attrs.get("provenance", {}))
     provenance["qpu_jobs"] = ledger
     store.update_attrs(provenance=provenance)
-    metrics = {"qpu_jobs_submitted": float(getattr(stats, "submitted", 0)),
-               "qpu_jobs_reattached": float(getattr(stats, "reattached", 0))}
-    return metrics, ledger
+    return ledger
 
 
 def repair(config: RunConfig, store: Any, k_train: np.ndarray, k_test: np.ndarray,

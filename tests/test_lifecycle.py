@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from qdist.api import open_store, run_job
+from qdist.storage import GramStore
 
 from .conftest import small_job
 from .test_mlflow_server import mlflow_server_at
@@ -142,6 +143,10 @@ def test_multiple_kernels_multiclass_and_regression_on_one_gram(tmp_path):
     assert result.tiles_total == 3 * per_block  # one plan per block kernel
     stores = sorted(p.name for p in Path(result.out_dir).glob("store-*.zarr"))
     assert stores == ["store-clin.zarr", "store-prot.zarr", "store-rna.zarr"]
+    for name in stores:  # each store's completion record counts its own kernel's tiles
+        done = GramStore.open(str(Path(result.out_dir) / name)).attrs["completion"]
+        assert done["tiles_computed_last_run"] == done["tiles_total"] == per_block
+        assert sum(done["nodes_last_run"].values()) == per_block
 
     # the combined kernel the model uses is the weighted sum of the stored block kernels
     views = {b: open_store(Path(result.out_dir) / f"store-{b}.zarr") for b in ("clin", "prot", "rna")}
