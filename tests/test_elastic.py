@@ -65,8 +65,9 @@ def test_a_running_pool_grows_onto_a_node_that_joins(head_only, tmp_path):
     faults = tmp_path / "faults"
     faults.mkdir()
     job = small_job(tmp_path, tiles={"size": 8, "workers": 2})
-    # 0.4 s per tile keeps the tile phase long enough (33 tiles) for a node to join mid-run
-    proc = _run(job, tmp_path, address, QDIST_FAULTS=json.dumps({"*": ["sleep", 0.4]}),
+    # 1 s per tile: 33 s on one worker, ample time for a node to join and a worker to start on it
+    # even on a loaded 2-core machine
+    proc = _run(job, tmp_path, address, QDIST_FAULTS=json.dumps({"*": ["sleep", 1.0]}),
                 QDIST_FAULTS_DIR=str(faults))
     store = tmp_path / "out" / "store.zarr"
     deadline = time.monotonic() + 120
